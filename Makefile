@@ -1,0 +1,34 @@
+# A newcomer needs two commands: `make demo` and `make test` (see README.md).
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO ?= demo
+# torch first, pinned: any other request pulls a multi-GB CUDA build.
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: install demo test lint clean
+
+$(BIN)/synaptech-bids: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(BIN)/synaptech-bids
+
+demo: install
+	rm -rf $(DEMO)
+	$(BIN)/synaptech-bids-simulate $(DEMO)/bids --subjects 3 --runs 2 --duration 60 --seed 0
+	$(BIN)/synaptech-bids $(DEMO)/bids $(DEMO)/derivatives participant --participant-label 01 02 03
+	$(BIN)/synaptech-bids $(DEMO)/bids $(DEMO)/derivatives group
+	@echo "Derivatives: $(DEMO)/derivatives   Reports: $(DEMO)/derivatives/sub-*.html $(DEMO)/derivatives/group.html"
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(DEMO) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Group level of the BIDS-App."""

@@ -1,0 +1,1 @@
+"""Participant level of the BIDS-App."""

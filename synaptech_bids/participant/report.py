@@ -1,0 +1,139 @@
+"""The subject's HTML report: what was done to the data, and what came out.
+
+Built only from the derivatives on disk (never from state in memory), so it
+is the same whether the runs were processed now or skipped as up to date.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # reports are made on headless machines
+
+import matplotlib.pyplot as plt  # noqa: E402
+import mne  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .._version import __version__  # noqa: E402
+from ..bids_io.atomic import atomic_path  # noqa: E402
+from ..bids_io.read import Run  # noqa: E402
+from ..config import Config  # noqa: E402
+
+
+def methods_text(config: Config, log: dict) -> str:
+    """Boilerplate methods paragraph for a paper, from the first run's log."""
+    pre = log["Preprocessing"]
+    notch = pre["NotchFrequencies"]
+    notch_text = (
+        f"notch-filtered at {', '.join(f'{f:g}' for f in notch)} Hz, " if notch else ""
+    )
+    return (
+        f"Data were preprocessed with synaptech-bids {__version__} (MNE-Python "
+        f"{mne.__version__}). Bad EEG channels listed in channels.tsv were "
+        "interpolated with spherical splines and EEG was re-referenced to the "
+        f"average of all electrodes. Recordings were {notch_text}band-pass "
+        f"filtered at {config.l_freq:g}–{config.h_freq:g} Hz (zero-phase FIR) and "
+        f"resampled to {config.resample_sfreq:g} Hz. Epochs from "
+        f"{config.epochs_tmin:g} to {config.epochs_tmax:g} s around each stimulus "
+        f"were baseline-corrected ({config.baseline[0]:g} to {config.baseline[1]:g} s) "
+        "and rejected when their peak-to-peak amplitude exceeded "
+        f"{config.reject_eeg_uv:g} µV (EEG) or {config.reject_mag_ft:g} fT "
+        "(magnetometers). EEG electrodes and MEG sensors were expressed in head "
+        "coordinates with each run's device-to-head transform; each magnetometer "
+        f"was paired with the electrodes within {config.pair_max_distance_cm:g} cm."
+    )
+
+
+def write_subject_report(subject: str, runs: list[Run], output_dir: Path,
+                         config: Config) -> Path:
+    """Write ``OUTPUT_DIR/sub-<label>.html`` and return its path."""
+    from .run import run_outputs
+
+    report = mne.Report(title=f"sub-{subject}: EEG–MEG preprocessing", verbose=False)
+    logs, epochs_list = [], []
+    for run in runs:
+        outputs = run_outputs(run, output_dir)
+        logs.append(json.loads(Path(outputs["log"].fpath).read_text()))
+        epochs_list.append(mne.read_epochs(outputs["epochs"].fpath, verbose=False))
+    report.add_html(f"<p>{methods_text(config, logs[0])}</p>", title="Methods")
+
+    rows = []
+    for run, log in zip(runs, logs):
+        ep = log["Epochs"]
+        rows.append({
+            "run": run.name,
+            "kept": ep["Kept"],
+            "total": ep["Total"],
+            "rejected (reason: count)": ", ".join(
+                f"{k}: {v}" for k, v in ep["RejectedByReason"].items()) or "none",
+            "interpolated EEG": ", ".join(log["Preprocessing"]["InterpolatedEEGChannels"])
+            or "none",
+            "evoked SNR (EEG / MAG)": " / ".join(
+                f"{v:.1f}" for v in ep["EvokedSNR"].values()),
+            "EEG positions": log["Coregistration"]["EEGPositionSource"],
+        })
+    report.add_html(pd.DataFrame(rows).to_html(index=False), title="Runs and rejections")
+
+    for run in runs:
+        psd = pd.read_csv(run_outputs(run, output_dir)["psd"].fpath, sep="\t")
+        report.add_figure(_psd_figure(psd), title=f"PSD before/after: {run.name}",
+                          section="Spectra")
+
+    positions = pd.read_csv(run_outputs(runs[0], output_dir)["positions"].fpath, sep="\t")
+    pairs = pd.read_csv(run_outputs(runs[0], output_dir)["pairs"].fpath, sep="\t")
+    report.add_figure(_layout_figure(positions, pairs), title="Sensors and pairs",
+                      caption="EEG electrodes (dots), magnetometers (triangles) and "
+                      f"the pairs within {config.pair_max_distance_cm:g} cm (lines), "
+                      "head coordinates of the first run, seen from above.")
+
+    epochs = mne.concatenate_epochs(epochs_list, verbose=False)
+    for condition in sorted(epochs.event_id):
+        evoked = epochs[condition].average(picks=["eeg", "mag"])
+        report.add_figure(_evoked_figure(evoked), title=f"Evoked: {condition}",
+                          section="Evoked responses")
+    target = Path(output_dir) / f"sub-{subject}.html"
+    with atomic_path(target, suffix=".html") as tmp:
+        report.save(tmp, overwrite=True, open_browser=False, verbose=False)
+    plt.close("all")
+    return target
+
+
+def _psd_figure(psd: pd.DataFrame) -> plt.Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3), layout="constrained")
+    for ax, ch_type, unit in zip(axes, ("eeg", "mag"), ("V²/Hz", "T²/Hz")):
+        ax.plot(psd["freq"], psd[f"{ch_type}_before"], label="before", lw=1)
+        ax.plot(psd["freq"], psd[f"{ch_type}_after"], label="after", lw=1)
+        ax.set(xlabel="frequency (Hz)", ylabel=f"log10 PSD ({unit})",
+               title=ch_type.upper())
+        ax.legend()
+    return fig
+
+
+def _layout_figure(positions: pd.DataFrame, pairs: pd.DataFrame) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(5, 5), layout="constrained")
+    pos = positions.set_index("name")
+    eeg = positions[positions["type"] == "EEG"]
+    mag = positions[positions["type"] == "MAG"]
+    for _, row in pairs.iterrows():
+        a, b = pos.loc[row["eeg_channel"]], pos.loc[row["meg_channel"]]
+        ax.plot([a.x * 100, b.x * 100], [a.y * 100, b.y * 100], color="0.7", lw=0.5)
+    ax.scatter(eeg.x * 100, eeg.y * 100, s=12, label="EEG")
+    ax.scatter(mag.x * 100, mag.y * 100, s=14, marker="^", label="MAG")
+    ax.set(xlabel="x (cm, right)", ylabel="y (cm, nasion)", aspect="equal")
+    ax.legend()
+    return fig
+
+
+def _evoked_figure(evoked: mne.Evoked) -> plt.Figure:
+    fig, axes = plt.subplots(2, 1, figsize=(8, 5), layout="constrained", sharex=True)
+    for ax, ch_type, scale, unit in zip(axes, ("eeg", "mag"), (1e6, 1e15), ("µV", "fT")):
+        data = evoked.copy().pick(ch_type).data * scale
+        ax.plot(evoked.times, data.T, lw=0.5, color="k", alpha=0.4)
+        ax.axvline(0, color="r", lw=0.8)
+        ax.set(ylabel=f"{ch_type.upper()} ({unit})")
+    axes[-1].set_xlabel("time (s)")
+    fig.suptitle(f"{evoked.comment} (n={evoked.nave})")
+    return fig

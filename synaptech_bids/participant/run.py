@@ -1,0 +1,231 @@
+"""The participant level: every run of each subject, step by step.
+
+For each subject: find its EEG+MEG runs, then per run (one at a time, so
+memory holds one run at full rate): preprocess → epochs → sensor positions
+→ pairing, each output written atomically. A run whose inputs (file
+contents), configuration and pipeline version are unchanged since its last
+successful processing is skipped; ``--force`` redoes it. Finally the
+subject's report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._version import __version__
+from ..bids_io.atomic import atomic_path, write_json, write_tsv
+from ..bids_io.derivatives import provenance, write_dataset_description
+from ..bids_io.paths import content_hash, derivative_path, subject_path
+from ..bids_io.read import Run, find_runs, read_run
+from ..config import Config
+from ..progress import step
+from ._01_preprocess import preprocess_raw
+from ._03_epochs import evoked_snr, make_epochs
+from ._04_coregister import head_movement_mm, sensor_positions
+from ._05_pairing import PAIRS_COLUMNS, distance_table, pair_sensors
+
+logger = logging.getLogger(__name__)
+
+
+def run_participant_level(
+    *,
+    bids_root: Path,
+    output_dir: Path,
+    subjects: list[str],
+    sessions: list[str] | None,
+    tasks: list[str] | None,
+    config: Config,
+    seed: int,
+    force: bool,
+    source_description: dict,
+    **_: Any,
+) -> None:
+    """Process each subject; see the module docstring.
+
+    All subjects' runs are found before any work, so that a subject without
+    usable runs fails the job at once.
+    """
+    write_dataset_description(output_dir, source_description, bids_root)
+    runs = {s: find_runs(bids_root, s, sessions, tasks) for s in subjects}
+    for subject in subjects:
+        process_subject(subject, runs[subject], output_dir, config, seed, force)
+
+
+def run_outputs(run: Run, output_dir: Path) -> dict[str, Any]:
+    """The files one run produces (paths are BIDSPaths)."""
+    bp = run.bids_path
+    return {
+        "epochs": derivative_path(bp, output_dir, desc="clean", suffix="epo",
+                                  extension=".fif"),
+        "positions": derivative_path(bp, output_dir, desc="sensors", suffix="channels",
+                                     extension=".tsv", space="head"),
+        "pairs": derivative_path(bp, output_dir, desc="pairs", suffix="channels",
+                                 extension=".tsv"),
+        "distances": derivative_path(bp, output_dir, desc="distances",
+                                     suffix="channels", extension=".tsv"),
+        "psd": derivative_path(bp, output_dir, desc="psd", suffix="spectrum",
+                               extension=".tsv"),
+        "log": derivative_path(bp, output_dir, desc="preproc", suffix="log",
+                               extension=".json"),
+    }
+
+
+def run_inputs(run: Run) -> list[Path]:
+    """The input files that determine a run's outputs (data and sidecars)."""
+    bp = run.bids_path
+    files = [bp.fpath]
+    for suffix, ext in (("events", ".tsv"), ("channels", ".tsv"), ("meg", ".json")):
+        sidecar = bp.copy().update(suffix=suffix, extension=ext).fpath
+        if sidecar.is_file():
+            files.append(sidecar)
+    # Session-level sidecars (BIDS inheritance, as in ds000117).
+    session_dir = bp.fpath.parent.parent
+    files.extend(sorted(session_dir.glob("*_channels.tsv")))
+    files.extend(sorted(session_dir.glob("*_meg.json")))
+    return files
+
+
+def _is_up_to_date(outputs: dict[str, Any], input_hash: str) -> bool:
+    if not all(Path(p.fpath).is_file() for p in outputs.values()):
+        return False
+    try:
+        log = json.loads(Path(outputs["log"].fpath).read_text())
+    except (OSError, ValueError):
+        return False
+    return log.get("InputHash") == input_hash
+
+
+def process_subject(
+    subject: str, runs: list[Run], output_dir: Path, config: Config, seed: int,
+    force: bool,
+) -> None:
+    """Process every run of one subject, then write its subject-level outputs."""
+    summaries = []
+    for index, run in enumerate(runs, start=1):
+        label = f"sub-{subject} run {index}/{len(runs)} ({run.name})"
+        outputs = run_outputs(run, output_dir)
+        input_hash = content_hash(
+            run_inputs(run), json.dumps([config.to_dict(), seed, __version__])
+        )
+        if not force and _is_up_to_date(outputs, input_hash):
+            logger.info("%s: up to date, skipped", label)
+        else:
+            with step(label):
+                process_run(run, outputs, config, input_hash)
+        summaries.append(json.loads(Path(outputs["log"].fpath).read_text()))
+    first = runs[0].bids_path
+    movement = head_movement_mm(
+        [np.array(s["Coregistration"]["DevHeadT"]) for s in summaries]
+    )
+    table = pd.DataFrame({
+        "run": [r.name for r in runs],
+        "head_displacement_mm": np.round(movement, 3),
+        "epochs_kept": [s["Epochs"]["Kept"] for s in summaries],
+        "epochs_total": [s["Epochs"]["Total"] for s in summaries],
+    })
+    summary_path = subject_path(output_dir, subject, first.session, desc="runs",
+                                suffix="summary", extension=".tsv")
+    write_tsv(summary_path.fpath, table)
+    write_json(summary_path.copy().update(extension=".json").fpath, {
+        "run": {"Description": "raw data file"},
+        "head_displacement_mm": {
+            "Description": "displacement of the head origin in the MEG helmet "
+            "relative to the subject's first run", "Units": "mm"},
+        "epochs_kept": {"Description": "epochs kept after rejection"},
+        "epochs_total": {"Description": "events epoched"},
+    })
+    from .report import write_subject_report
+
+    with step(f"sub-{subject} report"):
+        write_subject_report(subject, runs, output_dir, config)
+
+
+def mean_log_psd(raw: Any, fmax: float) -> dict[str, pd.Series]:
+    """log10 Welch PSD averaged over channels, per type (EEG, magnetometers)."""
+    out = {}
+    for ch_type in ("eeg", "mag"):
+        spectrum = raw.compute_psd(method="welch", picks=ch_type, fmax=fmax,
+                                   n_fft=int(2 * raw.info["sfreq"]), verbose=False)
+        psd = np.log10(spectrum.get_data().mean(axis=0))
+        out[ch_type] = pd.Series(psd, index=np.round(spectrum.freqs, 3))
+    return out
+
+
+def psd_table(before: dict[str, pd.Series], after: dict[str, pd.Series]) -> pd.DataFrame:
+    """Before/after spectra on the frequencies both share, as one table."""
+    columns = {f"{k}_before": v for k, v in before.items()}
+    columns.update({f"{k}_after": v for k, v in after.items()})
+    table = pd.DataFrame(columns).dropna()
+    return table.rename_axis("freq").reset_index()
+
+
+def process_run(run: Run, outputs: dict[str, Any], config: Config, input_hash: str) -> None:
+    """Preprocess, epoch, co-register and pair one run; write its outputs."""
+    raw = read_run(run.bids_path)
+    positions = sensor_positions(raw.info, config.allow_standard_montage)
+    raw.load_data()
+    psd_before = mean_log_psd(raw, config.h_freq * 1.5)
+    raw, preproc_log = preprocess_raw(raw, config)
+    psd_after = mean_log_psd(raw, config.h_freq * 1.5)
+    write_tsv(outputs["psd"].fpath, psd_table(psd_before, psd_after))
+    write_json(outputs["psd"].copy().update(extension=".json").fpath, {
+        "freq": {"Units": "Hz"},
+        "*_before / *_after": {
+            "Description": "log10 of the Welch power spectral density averaged "
+            "over the channels of that type, before and after preprocessing",
+            "Units": "log10(V^2/Hz) for eeg, log10(T^2/Hz) for mag"},
+    })
+    epochs, epochs_log = make_epochs(raw, config)
+    del raw
+    epochs_log["EvokedSNR"] = {
+        ch_type: round(evoked_snr(epochs, ch_type), 3)
+        for ch_type in ("eeg", "mag") if ch_type in epochs.get_channel_types()
+    }
+    with atomic_path(outputs["epochs"].fpath, suffix="_epo.fif") as tmp:
+        epochs.save(tmp, overwrite=True, verbose=False)
+
+    write_tsv(outputs["positions"].fpath, positions.to_table())
+    write_json(outputs["positions"].copy().update(extension=".json").fpath, {
+        "CoordinateSystem": "head (Neuromag: origin between the pre-auricular "
+        "points, +x right, +y nasion, +z up)",
+        "Units": "m",
+        "EEGPositionSource": positions.eeg_source,
+        "MEGPositionSource": "device coordinates moved to head coordinates with "
+        "this run's dev_head_t",
+        "Columns": {"nx/ny/nz": "MEG coil normal (unit vector)"},
+    })
+    pairs = pair_sensors(positions, config.pair_max_distance_cm)
+    write_tsv(outputs["pairs"].fpath, pairs)
+    write_json(outputs["pairs"].copy().update(extension=".json").fpath, {
+        **PAIRS_COLUMNS,
+        "MaxDistance": {"Value": config.pair_max_distance_cm, "Units": "cm"},
+        "EEGPositionSource": positions.eeg_source,
+    })
+    write_tsv(outputs["distances"].fpath, distance_table(positions))
+    write_json(outputs["distances"].copy().update(extension=".json").fpath, {
+        "eeg_channel": {"Description": "EEG electrode (rows)"},
+        "MEG*": {"Description": "distance to that magnetometer, head coordinates",
+                 "Units": "cm"},
+        "EEGPositionSource": positions.eeg_source,
+    })
+    write_json(outputs["log"].fpath, {
+        "Source": run.name,
+        "InputHash": input_hash,
+        "Preprocessing": preproc_log,
+        "Epochs": epochs_log,
+        "Coregistration": {
+            "EEGPositionSource": positions.eeg_source,
+            "DevHeadT": positions.dev_head_t.tolist(),
+            "PairsWithinCm": config.pair_max_distance_cm,
+            "NPairs": len(pairs),
+            "NMagnetometersPaired": int(pairs["meg_channel"].nunique()),
+        },
+        "Config": config.to_dict(),
+        "Provenance": provenance(),
+    })

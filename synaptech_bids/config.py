@@ -59,6 +59,18 @@ class Config:
         Lag range for mutual information (ms); positive means MEG lags EEG.
     n_surrogates : int
         Surrogates for the max-statistic significance test.
+    translators : tuple of str
+        Translators trained and scored at group level.
+    n_folds : int
+        Folds of the leave-subjects-out evaluation (GroupKFold by subject);
+        with this many subjects or fewer, leave-one-subject-out.
+    ridge_lags_ms : tuple of float
+        Time lags of the ridge translator's EEG features (ms).
+    synaptechnet_width : float
+        Width factor of Synaptech-Net (1.0: the paper's 128/256/512 channels).
+    max_epochs, batch_size, learning_rate, patience : int, int, float, int
+        Training of Synaptech-Net (Adam, MSE, early stopping on a validation
+        split of training subjects).
     """
 
     # preprocessing
@@ -83,6 +95,13 @@ class Config:
     n_surrogates: int = 200
     # group level
     translators: tuple[str, ...] = ("physics", "ridge", "synaptechnet")
+    n_folds: int = 5
+    ridge_lags_ms: tuple[float, ...] = (-20.0, -8.0, 0.0, 8.0, 20.0)
+    synaptechnet_width: float = 0.25
+    max_epochs: int = 40
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    patience: int = 5
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -142,7 +161,7 @@ def load_config(path: str | Path | None) -> Config:
             f"unknown option(s) in {path}: {', '.join(unknown)} "
             f"(known: {', '.join(sorted(known))})"
         )
-    for name in ("baseline", "mi_lags_ms", "translators"):
+    for name in ("baseline", "mi_lags_ms", "translators", "ridge_lags_ms"):
         if name in values:
             values[name] = tuple(values[name])
     try:

@@ -1,0 +1,189 @@
+"""Group step 3: train translators and score them on subjects they never saw.
+
+Leave-subjects-out cross-validation (GroupKFold by subject; with few
+subjects, leave-one-subject-out). For each fold, a translator's ``fit`` is
+given the training subjects' arrays and nothing else, so normalisation,
+penalties, early stopping and channel choices are made without the
+held-out subject's MEG; ``predict`` gets the held-out subject's EEG and
+geometry only, as it would in use. Its MEG is used once, to score.
+
+Each score is read against two references computed on the same held-out
+subject: predicting the training mean (the floor) and the within-subject
+linear optimum (a spatial map fitted on half of the held-out subject's own
+recording, scored on the other half: the ceiling for any cross-subject
+spatial linear map).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold
+
+from ..config import Config
+from ..translators import get_translator
+from . import metrics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SubjectArrays:
+    """One subject's windows, in µV (EEG) and fT (MEG)."""
+
+    subject: str
+    eeg: np.ndarray  # (n_windows, n_eeg, n_times)
+    meg: np.ndarray  # (n_windows, n_mag, n_times)
+    conditions: np.ndarray  # (n_windows,)
+    geometry: dict | None = None  # lead fields, for geometry-aware translators
+
+
+def translator_params(name: str, config: Config, sfreq: float, seed: int,
+                      device: str) -> dict[str, Any]:
+    """Constructor parameters of each translator from the configuration."""
+    if name == "ridge":
+        lags = sorted({int(round(ms * 1e-3 * sfreq)) for ms in config.ridge_lags_ms})
+        return {"lags": tuple(lags)}
+    if name == "synaptechnet":
+        return {
+            "width": config.synaptechnet_width,
+            "max_epochs": config.max_epochs,
+            "batch_size": config.batch_size,
+            "lr": config.learning_rate,
+            "patience": config.patience,
+            "seed": seed,
+            "device": device,
+        }
+    return {}
+
+
+def folds(subjects: list[str], n_folds: int) -> list[tuple[list[str], list[str]]]:
+    """Train/test subject lists: leave-one-out up to ``n_folds`` subjects, else GroupKFold."""
+    n_splits = min(n_folds, len(subjects))
+    splitter = GroupKFold(n_splits=n_splits)
+    index = np.arange(len(subjects))
+    out = []
+    for train, test in splitter.split(index, groups=index):
+        out.append(([subjects[i] for i in train], [subjects[i] for i in test]))
+    return out
+
+
+def _stack(data: list[SubjectArrays]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    eeg = np.concatenate([d.eeg for d in data])
+    meg = np.concatenate([d.meg for d in data])
+    groups = np.concatenate([np.full(len(d.eeg), d.subject) for d in data])
+    return eeg, meg, groups
+
+
+def _geometry(data: list[SubjectArrays]) -> dict | None:
+    if any(d.geometry is None for d in data):
+        return None
+    return {d.subject: d.geometry for d in data}
+
+
+def score_subject(
+    model: str, fold: int, held_out: SubjectArrays, pred: np.ndarray,
+    mag_names: list[str], sfreq: float, optimum: np.ndarray,
+) -> pd.DataFrame:
+    """One row per MEG channel: MSE, R², r, band R², and the references."""
+    y = held_out.meg
+    r2 = metrics.r2_per_channel(y, pred)
+    table = pd.DataFrame({
+        "model": model,
+        "fold": fold,
+        "subject": held_out.subject,
+        "meg_channel": mag_names,
+        "mse_ft2": metrics.mse_per_channel(y, pred),
+        "r2": r2,
+        "pearson_r": metrics.pearson_per_channel(y, pred),
+        "within_subject_optimum_r2": optimum,
+    })
+    for band, values in metrics.band_r2(y, pred, sfreq).items():
+        table[f"r2_{band}"] = values
+    return table
+
+
+def evaluate(
+    data: list[SubjectArrays], mag_names: list[str], config: Config, sfreq: float,
+    seed: int, device: str, progress: Callable[[str], Any] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, list], dict[str, np.ndarray]]:
+    """Leave-subjects-out evaluation of every configured translator.
+
+    Returns
+    -------
+    scores : DataFrame
+        One row per model, held-out subject and MEG channel.
+    evoked : DataFrame
+        Evoked-response fidelity per model, held-out subject and condition.
+    histories : dict
+        Training curves of the models that have them, per fold.
+    examples : dict
+        The first held-out subject's first window, translated by each model
+        (``"real"`` holds its MEG), shape (n_mag, n_times), for the report.
+    """
+    by_subject = {d.subject: d for d in data}
+    rows, evoked_rows, histories, examples = [], [], {}, {}
+    optimum = {d.subject: metrics.within_subject_optimum(d.eeg, d.meg) for d in data}
+    for k, (train_subjects, test_subjects) in enumerate(
+        folds(list(by_subject), config.n_folds)
+    ):
+        train = [by_subject[s] for s in train_subjects]
+        eeg, meg, groups = _stack(train)
+        mean = meg.mean(axis=(0, 2), keepdims=True)
+        for name in ("training-mean", *config.translators):
+            if progress:
+                progress(f"fold {k + 1}: {name}, held out {', '.join(test_subjects)}")
+            translator = None
+            if name != "training-mean":
+                translator = get_translator(
+                    name, **translator_params(name, config, sfreq, seed, device)
+                )
+                translator.fit(eeg, meg, groups=groups, geometry=_geometry(train))
+                if hasattr(translator, "history_"):
+                    histories.setdefault(name, []).append(
+                        {"fold": k, "history": translator.history_})
+            for subject in test_subjects:
+                held_out = by_subject[subject]
+                if translator is None:
+                    pred = np.broadcast_to(mean, held_out.meg.shape)
+                else:
+                    pred = translator.predict(held_out.eeg, geometry=held_out.geometry)
+                if k == 0 and subject == test_subjects[0]:
+                    examples[name] = np.asarray(pred[0])
+                    examples["real"] = held_out.meg[0]
+                rows.append(score_subject(name, k, held_out, pred, mag_names, sfreq,
+                                          optimum[subject]))
+                for cond, r in metrics.evoked_fidelity(
+                    held_out.meg, np.asarray(pred), held_out.conditions
+                ).items():
+                    evoked_rows.append({"model": name, "fold": k, "subject": subject,
+                                        "condition": cond, "evoked_r": r})
+    scores = pd.concat(rows, ignore_index=True)
+    return scores, pd.DataFrame(evoked_rows), histories, examples
+
+
+def summarise(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per model: mean R² over held-out subjects with a 95% interval, and its
+    share of the within-subject optimum."""
+    per_subject = scores.groupby(["model", "subject"]).agg(
+        r2=("r2", "mean"), pearson_r=("pearson_r", "mean"),
+        optimum=("within_subject_optimum_r2", "mean"),
+    ).reset_index()
+    per_subject["share_of_optimum"] = per_subject["r2"] / per_subject["optimum"]
+    out = []
+    for model, group in per_subject.groupby("model", sort=False):
+        n = len(group)
+        row = {"model": model, "n_subjects": n}
+        for column in ("r2", "pearson_r", "share_of_optimum"):
+            values = group[column].to_numpy()
+            sem = values.std(ddof=1) / np.sqrt(n) if n > 1 else np.nan
+            row[f"{column}_mean"] = values.mean()
+            row[f"{column}_ci95"] = 1.96 * sem
+        row["optimum_r2_mean"] = group["optimum"].mean()
+        out.append(row)
+    return pd.DataFrame(out)

@@ -1,0 +1,160 @@
+"""Group step 1: gather the participants' derivatives, refuse what cannot be mixed.
+
+Group results are only meaningful when every subject was processed the same
+way: outputs made with a different configuration or pipeline version are
+refused, subjects without derivatives are named, and channel sets are
+reconciled to the channels every subject has (saying which were dropped).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mne
+import numpy as np
+
+from ..errors import AppError, ExitCode
+
+logger = logging.getLogger(__name__)
+
+#: Units the group level works in: µV for EEG, fT for MEG. Keeping numbers
+#: near 1 keeps float32 training and least squares well conditioned.
+EEG_SCALE = 1e6
+MEG_SCALE = 1e15
+
+
+@dataclass
+class SubjectDerivatives:
+    """One subject's participant-level outputs."""
+
+    subject: str
+    epochs_files: list[Path]
+    logs: list[dict]
+    info: mne.Info | None = field(default=None, repr=False)
+
+
+def find_subject_derivatives(output_dir: Path, subject: str) -> SubjectDerivatives | None:
+    """Return the subject's cleaned epochs and logs, or ``None`` when it has none."""
+    subject_dir = Path(output_dir) / f"sub-{subject}"
+    logs = sorted(subject_dir.rglob(f"sub-{subject}_*desc-preproc_log.json"))
+    epochs_files = []
+    for log in logs:
+        epo = log.with_name(log.name.replace("desc-preproc_log.json", "desc-clean_epo.fif"))
+        if not epo.is_file():
+            return None
+        epochs_files.append(epo)
+    if not logs:
+        return None
+    return SubjectDerivatives(
+        subject=subject,
+        epochs_files=epochs_files,
+        logs=[json.loads(p.read_text()) for p in logs],
+    )
+
+
+def gather(output_dir: Path, subjects: list[str]) -> list[SubjectDerivatives]:
+    """Collect every subject's derivatives and check that they can be pooled.
+
+    Raises
+    ------
+    AppError
+        66 naming the subjects without participant-level derivatives; 65
+        when subjects were processed with different configurations or
+        versions; 18 when fewer than two subjects are available (the
+        evaluation holds whole subjects out).
+    """
+    found = {s: find_subject_derivatives(output_dir, s) for s in subjects}
+    missing = [s for s, d in found.items() if d is None]
+    if missing:
+        raise AppError(
+            "no participant-level derivatives for "
+            f"{', '.join('sub-' + s for s in missing)} in {output_dir}: run the "
+            "participant level for them first (or leave them out with "
+            "--participant-label)",
+            ExitCode.NO_INPUT,
+        )
+    derivatives = [found[s] for s in subjects]
+    _check_same_processing(derivatives)
+    if len(derivatives) < 2:
+        raise AppError(
+            "the group level needs at least two subjects (models are scored on "
+            "subjects they never saw)",
+            ExitCode.NOTHING_SELECTED,
+        )
+    return derivatives
+
+
+def _check_same_processing(derivatives: list[SubjectDerivatives]) -> None:
+    def signature(log: dict) -> str:
+        return json.dumps(
+            [log["Config"], log["Provenance"]["GeneratedBy"]["Version"]], sort_keys=True
+        )
+
+    reference = signature(derivatives[0].logs[0])
+    for deriv in derivatives:
+        for log in deriv.logs:
+            if signature(log) != reference:
+                raise AppError(
+                    f"sub-{deriv.subject} ({log['Source']}) was processed with a "
+                    f"different configuration or version than sub-{derivatives[0].subject}; "
+                    "re-run the participant level with one configuration (--force)",
+                    ExitCode.BAD_DATA,
+                )
+
+
+def common_channels(derivatives: list[SubjectDerivatives]) -> tuple[list[str], list[str], dict]:
+    """EEG and magnetometer channels every subject has (good in every run).
+
+    Returns
+    -------
+    eeg, mag : list of str
+        Channel names in the first subject's order.
+    dropped : dict
+        ``{"eeg": [...], "mag": [...]}``: channels some subject lacks.
+    """
+    eeg_sets, mag_sets, orders = [], [], None
+    for deriv in derivatives:
+        for path in deriv.epochs_files:
+            info = mne.io.read_info(path, verbose=False)
+            if deriv.info is None:
+                deriv.info = info
+            good = [c for c in info.ch_names if c not in info["bads"]]
+            types = dict(zip(info.ch_names, info.get_channel_types()))
+            eeg_sets.append({c for c in good if types[c] == "eeg"})
+            mag_sets.append({c for c in good if types[c] == "mag"})
+            if orders is None:
+                orders = info.ch_names
+    eeg_all, mag_all = set.union(*eeg_sets), set.union(*mag_sets)
+    eeg_common, mag_common = set.intersection(*eeg_sets), set.intersection(*mag_sets)
+    dropped = {"eeg": sorted(eeg_all - eeg_common), "mag": sorted(mag_all - mag_common)}
+    if dropped["eeg"] or dropped["mag"]:
+        logger.warning("channels not shared by every subject are dropped: %s", dropped)
+    eeg = [c for c in orders if c in eeg_common]
+    mag = [c for c in orders if c in mag_common]
+    if not eeg or not mag:
+        raise AppError("subjects share no EEG or no magnetometer channel", ExitCode.BAD_DATA)
+    return eeg, mag, dropped
+
+
+def load_subject(
+    deriv: SubjectDerivatives, eeg: list[str], mag: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Load one subject's windows: EEG (µV), magnetometers (fT), condition names.
+
+    Returns
+    -------
+    eeg_data : ndarray, shape (n_windows, n_eeg, n_times), float32
+    meg_data : ndarray, shape (n_windows, n_mag, n_times), float32
+    conditions : ndarray of str, shape (n_windows,)
+    """
+    eeg_parts, meg_parts, cond_parts = [], [], []
+    for path in deriv.epochs_files:
+        epochs = mne.read_epochs(path, preload=False, verbose=False)
+        names = {v: k for k, v in epochs.event_id.items()}
+        eeg_parts.append((epochs.get_data(picks=eeg) * EEG_SCALE).astype(np.float32))
+        meg_parts.append((epochs.get_data(picks=mag) * MEG_SCALE).astype(np.float32))
+        cond_parts.append(np.array([names[e] for e in epochs.events[:, 2]]))
+    return np.concatenate(eeg_parts), np.concatenate(meg_parts), np.concatenate(cond_parts)

@@ -1,0 +1,121 @@
+"""The group HTML report: every model against the floor and the ceiling.
+
+Scores are shown only on held-out subjects, next to the within-subject
+linear optimum, and the text says plainly which models do not beat the
+physics baseline or the training mean.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import mne  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..bids_io.atomic import atomic_path  # noqa: E402
+from ..config import Config  # noqa: E402
+
+
+def verdicts(summary: pd.DataFrame) -> list[str]:
+    """Plain sentences: which models beat the floor and the physics baseline."""
+    by_model = summary.set_index("model")
+    lines = []
+    floor = by_model.loc["training-mean", "r2_mean"] if "training-mean" in by_model.index else 0
+    physics = by_model["r2_mean"].get("physics")
+    for model, row in by_model.iterrows():
+        if model == "training-mean":
+            continue
+        text = (f"{model}: held-out R² {row.r2_mean:.3f} ± {row.r2_ci95:.3f}, "
+                f"{100 * row.share_of_optimum_mean:.0f}% of the within-subject optimum "
+                f"(R² {row.optimum_r2_mean:.3f}).")
+        if row.r2_mean <= floor:
+            text += " It does not beat predicting the training mean."
+        elif physics is not None and model != "physics" and row.r2_mean <= physics:
+            text += " It does not beat the physics (lead-field) baseline."
+        lines.append(text)
+    return lines
+
+
+def write_group_report(
+    output_dir: Path, scores: pd.DataFrame, summary: pd.DataFrame, evoked: pd.DataFrame,
+    curves: pd.DataFrame, examples: dict[str, np.ndarray], mag_names: list[str],
+    sfreq: float, config: Config,
+) -> Path:
+    """Write ``OUTPUT_DIR/group.html`` and return its path."""
+    report = mne.Report(title="EEG → MEG translation on held-out subjects", verbose=False)
+    subjects = sorted(scores["subject"].unique())
+    report.add_html(
+        "<p>Every score is computed on a subject the model never saw "
+        f"(leave-subjects-out over {len(subjects)} subjects). The within-subject "
+        "optimum is the R² of the best spatial linear map fitted on half of that "
+        "subject's own recording and scored on the other half.</p><ul>"
+        + "".join(f"<li>{line}</li>" for line in verdicts(summary)) + "</ul>"
+        + summary.to_html(index=False, float_format="%.3f"),
+        title="Summary",
+    )
+    report.add_figure(_scores_figure(scores), title="R² per held-out subject")
+    if len(evoked):
+        table = evoked.pivot_table(index="model", columns="condition", values="evoked_r")
+        report.add_html(table.to_html(float_format="%.3f"), title="Evoked fidelity (r)")
+    if len(curves):
+        report.add_figure(_curves_figure(curves), title="Learning curves")
+    if examples:
+        report.add_figure(_example_figure(examples, scores, mag_names, sfreq),
+                          title="Translated vs real MEG (held-out subject)")
+    target = Path(output_dir) / "group.html"
+    with atomic_path(target, suffix=".html") as tmp:
+        report.save(tmp, overwrite=True, open_browser=False, verbose=False)
+    plt.close("all")
+    return target
+
+
+def _scores_figure(scores: pd.DataFrame) -> plt.Figure:
+    per = scores.groupby(["model", "subject"])[["r2", "within_subject_optimum_r2"]].mean()
+    per = per.reset_index()
+    models = list(dict.fromkeys(per["model"]))
+    fig, ax = plt.subplots(figsize=(7, 3.5), layout="constrained")
+    for i, model in enumerate(models):
+        values = per.loc[per["model"] == model, "r2"]
+        ax.scatter(np.full(len(values), i), values, color="k", s=15)
+        ax.bar(i, values.mean(), color="C0", alpha=0.5)
+    optimum = per.groupby("subject")["within_subject_optimum_r2"].first().mean()
+    ax.axhline(optimum, color="C3", ls="--", label="within-subject optimum")
+    ax.axhline(0, color="0.5", lw=0.8)
+    ax.set_xticks(range(len(models)), models)
+    ax.set_ylabel("held-out R² (channel mean)")
+    ax.legend()
+    return fig
+
+
+def _curves_figure(curves: pd.DataFrame) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+    for (model, fold), group in curves.groupby(["model", "fold"]):
+        x = group["epoch"] if "epoch" in group else np.arange(len(group))
+        for column, style in (("train_loss", "-"), ("val_loss", "--")):
+            if column in group:
+                ax.plot(x, group[column], style, label=f"{model} fold {fold} {column}")
+    ax.set(xlabel="epoch", ylabel="MSE (normalised)", yscale="log")
+    ax.legend(fontsize=6)
+    return fig
+
+
+def _example_figure(examples: dict[str, np.ndarray], scores: pd.DataFrame,
+                    mag_names: list[str], sfreq: float) -> plt.Figure:
+    channel = scores.groupby("meg_channel")["within_subject_optimum_r2"].mean().idxmax()
+    index = mag_names.index(channel)
+    real = examples["real"]
+    times = np.arange(real.shape[-1]) / sfreq
+    fig, ax = plt.subplots(figsize=(8, 3.5), layout="constrained")
+    ax.plot(times, real[index], color="k", lw=1.5, label="real")
+    for model, pred in examples.items():
+        if model != "real":
+            ax.plot(times, pred[index], lw=1, label=model)
+    ax.set(xlabel="time in window (s)", ylabel=f"{channel} (fT)")
+    ax.legend(fontsize=7)
+    return fig

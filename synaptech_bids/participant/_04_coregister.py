@@ -121,7 +121,7 @@ def sensor_positions(info: mne.Info, standard_montage: str | None = None) -> Sen
     meg_pos = mne.transforms.apply_trans(dev_head_t, locs[:, :3])
     # The coil normal is the third column of the coil's rotation (loc[9:12]).
     meg_ori = locs[:, 9:12] @ dev_head_t[:3, :3].T
-    meg_types = [mne.io.pick.channel_type(info, p) for p in meg_picks]
+    meg_types = [mne.channel_type(info, p) for p in meg_picks]
     return SensorPositions(
         eeg_names=eeg_names,
         eeg_pos=eeg_pos,

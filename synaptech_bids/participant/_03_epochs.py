@@ -31,7 +31,7 @@ def reject_thresholds(config: Config, info: mne.Info) -> dict[str, float]:
 
 
 def make_epochs(raw: mne.io.BaseRaw, config: Config) -> tuple[mne.Epochs, dict]:
-    """Epoch a cleaned run around its annotated events.
+    """Epoch a cleaned run around its annotated events, rejecting bad epochs.
 
     Parameters
     ----------
@@ -93,6 +93,25 @@ def make_epochs(raw: mne.io.BaseRaw, config: Config) -> tuple[mne.Epochs, dict]:
             ExitCode.BAD_DATA,
         )
     return epochs, log
+
+
+def epochs_like(raw: mne.io.BaseRaw, reference: mne.Epochs, config: Config) -> mne.Epochs:
+    """Epoch another version of the same run, keeping exactly ``reference``'s epochs.
+
+    Used for the plain-EEG version: rejection is decided once, on the
+    ICA-cleaned data, so that both EEG versions hold the same trials and
+    can be compared trial by trial.
+    """
+    events = mne.events_from_annotations(raw, event_id=reference.event_id, verbose=False)[0]
+    epochs = mne.Epochs(
+        raw, events, event_id=reference.event_id, tmin=config.epochs_tmin,
+        tmax=config.epochs_tmax, baseline=tuple(config.baseline), picks=reference.ch_names,
+        reject=None, reject_by_annotation=True, preload=True, verbose=False,
+    )
+    keep = set(reference.selection.tolist())
+    epochs.drop([i for i, s in enumerate(epochs.selection) if s not in keep],
+                reason="rejected in the ICA-cleaned version", verbose=False)
+    return epochs
 
 
 def _reason(entry: tuple[str, ...], raw: mne.io.BaseRaw) -> str:

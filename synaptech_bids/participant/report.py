@@ -36,7 +36,12 @@ def methods_text(config: Config, log: dict) -> str:
         "interpolated with spherical splines and EEG was re-referenced to the "
         f"average of all electrodes. Recordings were {notch_text}band-pass "
         f"filtered at {config.l_freq:g}–{config.h_freq:g} Hz (zero-phase FIR) and "
-        f"resampled to {config.resample_sfreq:g} Hz. Epochs from "
+        f"resampled to {config.resample_sfreq:g} Hz. "
+        + ("Eye-blink and heartbeat components were removed by ICA (FastICA, one "
+           "per modality, fitted on 1 Hz high-passed data, components matched to "
+           "the EOG and ECG channels): always from the MEG, and from the EEG in a "
+           "separate ICA-cleaned version. " if config.ica else "")
+        + f"Epochs from "
         f"{config.epochs_tmin:g} to {config.epochs_tmax:g} s around each stimulus "
         f"were baseline-corrected ({config.baseline[0]:g} to {config.baseline[1]:g} s) "
         "and rejected when their peak-to-peak amplitude exceeded "
@@ -74,6 +79,7 @@ def write_subject_report(subject: str, runs: list[Run], output_dir: Path,
             "evoked SNR (EEG / MAG)": " / ".join(
                 f"{v:.1f}" for v in ep["EvokedSNR"].values()),
             "EEG positions": log["Coregistration"]["EEGPositionSource"],
+            "ICA removed (EEG / MEG)": _ica_text(log.get("ICA", {})),
         })
     report.add_html(pd.DataFrame(rows).to_html(index=False), title="Runs and rejections")
 
@@ -99,6 +105,17 @@ def write_subject_report(subject: str, runs: list[Run], output_dir: Path,
         report.save(tmp, overwrite=True, open_browser=False, verbose=False)
     plt.close("all")
     return target
+
+
+def _ica_text(ica_log: dict) -> str:
+    if "Skipped" in ica_log:
+        return f"skipped ({ica_log['Skipped']})"
+    parts = []
+    for modality in ("EEG", "MEG"):
+        entry = ica_log[modality]
+        parts.append(f"{len(entry['Excluded'])}/{entry['NComponents']} "
+                     f"(EOG {entry['EOGComponents']}, ECG {entry['ECGComponents']})")
+    return " / ".join(parts)
 
 
 def _psd_figure(psd: pd.DataFrame) -> plt.Figure:

@@ -26,7 +26,8 @@ from ..bids_io.read import Run, find_runs, read_run
 from ..config import Config
 from ..progress import step
 from ._01_preprocess import preprocess_raw
-from ._03_epochs import evoked_snr, make_epochs
+from ._02_ica import remove_artefacts
+from ._03_epochs import epochs_like, evoked_snr, make_epochs
 from ._04_coregister import head_movement_mm, sensor_positions
 from ._05_pairing import PAIRS_COLUMNS, distance_table, pair_sensors
 
@@ -63,6 +64,8 @@ def run_outputs(run: Run, output_dir: Path) -> dict[str, Any]:
     return {
         "epochs": derivative_path(bp, output_dir, desc="clean", suffix="epo",
                                   extension=".fif"),
+        "epochs_ica": derivative_path(bp, output_dir, desc="ica", suffix="epo",
+                                      extension=".fif"),
         "positions": derivative_path(bp, output_dir, desc="sensors", suffix="channels",
                                      extension=".tsv", space="head"),
         "pairs": derivative_path(bp, output_dir, desc="pairs", suffix="channels",
@@ -117,7 +120,7 @@ def process_subject(
             logger.info("%s: up to date, skipped", label)
         else:
             with step(label):
-                process_run(run, outputs, config, input_hash)
+                process_run(run, outputs, config, seed, input_hash)
         summaries.append(json.loads(Path(outputs["log"].fpath).read_text()))
     first = runs[0].bids_path
     movement = head_movement_mm(
@@ -165,14 +168,25 @@ def psd_table(before: dict[str, pd.Series], after: dict[str, pd.Series]) -> pd.D
     return table.rename_axis("freq").reset_index()
 
 
-def process_run(run: Run, outputs: dict[str, Any], config: Config, input_hash: str) -> None:
-    """Preprocess, epoch, co-register and pair one run; write its outputs."""
+def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
+                input_hash: str) -> None:
+    """Preprocess, clean, epoch, co-register and pair one run; write its outputs.
+
+    Two epoch files hold the same trials: ``desc-clean`` (EEG as recorded,
+    after filtering) and ``desc-ica`` (EEG cleaned of EOG/ECG components);
+    the MEG is ICA-cleaned in both.
+    """
     raw = read_run(run.bids_path)
     positions = sensor_positions(raw.info, config.allow_standard_montage)
     raw.load_data()
     psd_before = mean_log_psd(raw, config.h_freq * 1.5)
     raw, preproc_log = preprocess_raw(raw, config)
-    psd_after = mean_log_psd(raw, config.h_freq * 1.5)
+    ica_log: dict[str, Any] = {"Skipped": "disabled in the configuration"}
+    if config.ica:
+        raw, raw_ica, ica_log, _ = remove_artefacts(raw, config, seed)
+    else:
+        raw_ica = raw
+    psd_after = mean_log_psd(raw_ica, config.h_freq * 1.5)
     write_tsv(outputs["psd"].fpath, psd_table(psd_before, psd_after))
     write_json(outputs["psd"].copy().update(extension=".json").fpath, {
         "freq": {"Units": "Hz"},
@@ -181,14 +195,16 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, input_hash: s
             "over the channels of that type, before and after preprocessing",
             "Units": "log10(V^2/Hz) for eeg, log10(T^2/Hz) for mag"},
     })
-    epochs, epochs_log = make_epochs(raw, config)
-    del raw
+    epochs_ica, epochs_log = make_epochs(raw_ica, config)
+    epochs = epochs_like(raw, epochs_ica, config) if config.ica else epochs_ica
+    del raw, raw_ica
     epochs_log["EvokedSNR"] = {
         ch_type: round(evoked_snr(epochs, ch_type), 3)
         for ch_type in ("eeg", "mag") if ch_type in epochs.get_channel_types()
     }
-    with atomic_path(outputs["epochs"].fpath, suffix="_epo.fif") as tmp:
-        epochs.save(tmp, overwrite=True, verbose=False)
+    for key, data in (("epochs", epochs), ("epochs_ica", epochs_ica)):
+        with atomic_path(outputs[key].fpath, suffix="_epo.fif") as tmp:
+            data.save(tmp, overwrite=True, verbose=False)
 
     write_tsv(outputs["positions"].fpath, positions.to_table())
     write_json(outputs["positions"].copy().update(extension=".json").fpath, {
@@ -218,6 +234,7 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, input_hash: s
         "Source": run.name,
         "InputHash": input_hash,
         "Preprocessing": preproc_log,
+        "ICA": ica_log,
         "Epochs": epochs_log,
         "Coregistration": {
             "EEGPositionSource": positions.eeg_source,

@@ -1,0 +1,435 @@
+"""Tests of the EEG-to-MEG translators (array level, no BIDS)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import Ridge
+
+from synaptech_bids.translators import (
+    TRANSLATORS,
+    PhysicsTranslator,
+    RidgeTranslator,
+    SynaptechNet,
+    SynaptechNetTranslator,
+    Translator,
+    get_translator,
+    lead_fields_from_info,
+    r2_per_channel,
+    wiener_map,
+)
+from synaptech_bids.translators.ridge import lag_shift, lagged_design
+from synaptech_bids.translators.synaptechnet import MorletCWT
+
+torch.set_num_threads(1)
+
+REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
+RAW_SSS = REAL / "sample_audvis_trunc_raw_sss.fif"
+
+
+# ------------------------------------------------------------------ data
+def lagged_world(seed=0, n_w=40, n_eeg=8, n_meg=5, n_t=50, lags=(-1, 0, 2), noise=0.0):
+    """EEG -> MEG through a known lagged linear map, 8 subjects of 5 windows."""
+    rng = np.random.default_rng(seed)
+    eeg = rng.standard_normal((n_w, n_eeg, n_t))
+    coef = rng.standard_normal((n_meg, n_eeg, len(lags)))
+    meg = sum(
+        np.einsum("me,wet->wmt", coef[:, :, i], lag_shift(eeg, lag)) for i, lag in enumerate(lags)
+    )
+    meg = meg + 0.3 + noise * rng.standard_normal(meg.shape)
+    groups = np.repeat([f"s{i}" for i in range(8)], n_w // 8)
+    return eeg, meg, groups, coef
+
+
+def lowrank_world(seed=0, n_w=12, n_eeg=16, n_meg=24, n_src=60, rank=6, n_t=30):
+    """Sources confined to a rank-``rank`` subspace with known prior covariance."""
+    rng = np.random.default_rng(seed)
+    l_eeg = rng.standard_normal((n_eeg, n_src))
+    l_meg = rng.standard_normal((n_meg, n_src))
+    basis = rng.standard_normal((n_src, rank))
+    src = np.einsum("sk,wkt->wst", basis, rng.standard_normal((n_w, rank, n_t)))
+    eeg = np.einsum("es,wst->wet", l_eeg, src)
+    meg = np.einsum("ms,wst->wmt", l_meg, src)
+    lf = {"L_eeg": l_eeg, "L_meg": l_meg, "source_cov": basis @ basis.T}
+    return eeg, meg, lf
+
+
+def tiny_net(**kw):
+    params = dict(
+        channels=(8, 16),
+        lstm_hidden=8,
+        batch_size=4,
+        max_epochs=3,
+        patience=50,
+        seed=3,
+        device="cpu",
+    )
+    params.update(kw)
+    return SynaptechNetTranslator(**params)
+
+
+def net_data(seed=0, n_w=16, n_eeg=5, n_meg=4, n_t=24):
+    rng = np.random.default_rng(seed)
+    eeg = rng.standard_normal((n_w, n_eeg, n_t)).astype(np.float32)
+    mix = rng.standard_normal((n_meg, n_eeg))
+    meg = np.einsum("me,wet->wmt", mix, eeg).astype(np.float32)
+    groups = np.repeat(["a", "b", "c", "d"], n_w // 4)
+    return eeg, meg, groups
+
+
+# ------------------------------------------------------------------ ridge
+def test_ridge_recovers_known_lagged_map():
+    eeg, meg, groups, coef = lagged_world()
+    model = RidgeTranslator(lags=(-1, 0, 2)).fit(eeg, meg, groups)
+    np.testing.assert_allclose(model.coef_, coef, atol=1e-4)
+    np.testing.assert_allclose(model.intercept_, 0.3, atol=1e-4)
+    test_eeg, test_meg, _, _ = lagged_world(seed=0)  # same map, reuse
+    assert r2_per_channel(test_meg, model.predict(test_eeg)).min() > 0.9999
+
+
+def test_ridge_noisy_map_good_out_of_sample():
+    eeg, meg, groups, coef = lagged_world(noise=1.0, n_t=200)
+    model = RidgeTranslator(lags=(-1, 0, 2)).fit(eeg, meg, groups)
+    assert np.abs(model.coef_ - coef).max() < 0.1
+    assert model.alpha_.shape == (5,) and model.cv_mse_.shape == (len(model.alphas), 5)
+
+
+def test_ridge_cv_equals_brute_force():
+    """The sufficient-statistics CV equals refitting sklearn Ridge per fold."""
+    eeg, meg, groups, _ = lagged_world(noise=1.0)
+    alphas = (1e-2, 1e-1, 1.0)
+    lags = (0, 1)
+    model = RidgeTranslator(lags=lags, alphas=alphas, cv=4).fit(eeg, meg, groups)
+    x = lagged_design(eeg, lags)
+    y = meg.transpose(0, 2, 1).reshape(-1, meg.shape[1])
+    n_t = eeg.shape[2]
+
+    def rows(ix):
+        return (ix[:, None] * n_t + np.arange(n_t)).ravel()
+
+    sse = np.zeros((len(alphas), meg.shape[1]))
+    folds, _ = model._folds(len(eeg), groups)
+    for val in folds:
+        tr = np.setdiff1d(np.arange(len(eeg)), val)
+        xt, yt = x[rows(tr)], y[rows(tr)]
+        mu, sd = xt.mean(0), xt.std(0)
+        for a, alpha in enumerate(alphas):
+            ref = Ridge(alpha=alpha * len(xt)).fit((xt - mu) / sd, yt)
+            sse[a] += ((ref.predict((x[rows(val)] - mu) / sd) - y[rows(val)]) ** 2).sum(0)
+    np.testing.assert_allclose(model.cv_mse_, sse / len(x), rtol=1e-8)
+
+
+def test_ridge_inner_cv_uses_only_given_groups():
+    eeg, meg, groups, _ = lagged_world(noise=1.0)
+    model = RidgeTranslator(cv=4).fit(eeg, meg, groups)
+    held = [set(f) for f in model.cv_folds_]
+    # the folds partition exactly the subjects given, whole subjects only
+    assert set().union(*held) == set(groups)
+    assert sum(len(f) for f in held) == len(set(groups))
+    # merging two subjects under one label keeps them in the same fold
+    merged = np.where(np.isin(groups, ["s0", "s1"]), "s01", groups)
+    m2 = RidgeTranslator(cv=4).fit(eeg, meg, merged)
+    assert any(f == ["s01"] or "s01" in f for f in m2.cv_folds_)
+    assert not any("s0" in f or "s1" in f for f in m2.cv_folds_)
+    # window order is irrelevant: folds follow the labels, not positions
+    perm = np.random.default_rng(1).permutation(len(eeg))
+    m3 = RidgeTranslator(cv=4).fit(eeg[perm], meg[perm], groups[perm])
+    np.testing.assert_allclose(m3.cv_mse_, model.cv_mse_, rtol=1e-9)
+    np.testing.assert_array_equal(m3.alpha_, model.alpha_)
+
+
+def test_ridge_without_groups_warns_and_uses_blocks():
+    eeg, meg, _, _ = lagged_world(noise=0.5)
+    with pytest.warns(UserWarning, match="contiguous blocks"):
+        model = RidgeTranslator(cv=3).fit(eeg, meg)
+    assert all(f[0].startswith("block-") for f in model.cv_folds_)
+
+
+# ---------------------------------------------------------------- physics
+def test_physics_recovers_meg_in_lowrank_world():
+    eeg, meg, lf = lowrank_world()
+    model = PhysicsTranslator().fit(eeg, meg, geometry=lf)
+    pred = model.predict(eeg, geometry=lf)
+    assert np.abs(pred - meg).max() < 1e-4 * np.abs(meg).max()
+    assert model.lambda_ == min(model.lambdas)  # noiseless: least regularised
+
+
+def test_physics_identity_prior_determined_sources_and_reference():
+    """n_src < n_eeg - 1: EEG determines the sources; any EEG reference works."""
+    rng = np.random.default_rng(2)
+    l_eeg, l_meg = rng.standard_normal((12, 5)), rng.standard_normal((9, 5))
+    src = rng.standard_normal((4, 5, 20))
+    eeg = np.einsum("es,wst->wet", l_eeg, src)
+    meg = np.einsum("ms,wst->wmt", l_meg, src)
+    eeg_ref = eeg - eeg[:, :1]  # referenced to channel 0: same information
+    lf = {"L_eeg": l_eeg, "L_meg": l_meg}
+    model = PhysicsTranslator(lambdas=1e-9)  # no fitting needed
+    np.testing.assert_allclose(model.predict(eeg_ref, geometry=lf), meg, atol=1e-5)
+    w = wiener_map(l_eeg, l_meg, 1e-9)
+    np.testing.assert_allclose(w.sum(1), 0, atol=1e-6)  # average reference folded in
+
+
+def test_physics_per_subject_geometry_and_lambda_choice():
+    e1, m1, lf1 = lowrank_world(seed=1)
+    e2, m2, lf2 = lowrank_world(seed=2)
+    rng = np.random.default_rng(0)
+    eeg = np.concatenate([e1, e2])
+    eeg_noisy = eeg + 0.3 * eeg.std() * rng.standard_normal(eeg.shape)
+    meg = np.concatenate([m1, m2])
+    groups = np.repeat(["01", "02"], len(e1))
+    geometry = {"01": lf1, "02": lf2}
+    model = PhysicsTranslator().fit(eeg_noisy, meg, groups, geometry=geometry)
+    assert model.cv_r2_.shape == (len(model.lambdas), 2)
+    assert model.subjects_ == ["01", "02"]
+    assert model.lambda_ > min(model.lambdas)  # noise calls for regularisation
+    pred = model.predict(eeg, geometry={"lead_fields": geometry, "labels": groups})
+    assert r2_per_channel(meg, pred).mean() > 0.95  # shrinkage tuned for noise
+    with pytest.raises(ValueError, match="labels"):
+        model.predict(eeg, geometry=geometry)
+
+
+@pytest.mark.skipif(not RAW_SSS.exists(), reason="real sample data not available")
+def test_lead_fields_from_info_real_sample():
+    import mne
+
+    info = mne.io.read_info(RAW_SSS, verbose=False)
+    lf = lead_fields_from_info(info, grid_mm=25)
+    n_eeg = len(mne.pick_types(info, meg=False, eeg=True, exclude="bads"))
+    assert lf["L_eeg"].shape[0] == n_eeg and lf["L_meg"].shape[0] == 102
+    assert lf["L_eeg"].shape[1] == lf["L_meg"].shape[1] == 3 * len(lf["src_pos"])
+    # physics recovers MEG when activity lives in few sources with known prior
+    rng = np.random.default_rng(0)
+    active = rng.choice(lf["L_eeg"].shape[1], size=8, replace=False)
+    prior = np.zeros(lf["L_eeg"].shape[1])
+    prior[active] = 1.0
+    src = np.zeros((3, prior.size, 40))
+    src[:, active] = 1e-8 * rng.standard_normal((3, 8, 40))
+    eeg = np.einsum("es,wst->wet", lf["L_eeg"], src)
+    meg = np.einsum("ms,wst->wmt", lf["L_meg"], src)
+    lf = dict(lf, source_cov=prior)
+    pred = PhysicsTranslator(lambdas=1e-8).predict(eeg, geometry=lf)
+    assert r2_per_channel(meg, pred).min() > 0.999
+
+
+# ----------------------------------------------------------- synaptechnet
+@pytest.mark.parametrize(
+    ("n_eeg", "n_meg", "n_t"), [(1, 1, 1), (3, 7, 9), (74, 102, 33), (6, 2, 64)]
+)
+def test_synaptechnet_forward_shapes(n_eeg, n_meg, n_t):
+    net = SynaptechNet(n_eeg, n_meg, channels=(4, 8, 8), lstm_hidden=4)
+    with torch.no_grad():
+        assert net(torch.randn(2, n_eeg, n_t)).shape == (2, n_meg, n_t)
+    net.eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, n_eeg, n_t)).shape == (1, n_meg, n_t)
+
+
+@pytest.mark.parametrize("output", ["real", "complex", "abs"])
+def test_synaptechnet_cwt_input(output):
+    cwt = MorletCWT(100.0, np.geomspace(2, 40, 5), output=output)
+    net = SynaptechNet(4, 3, channels=(4, 8), lstm_hidden=4, cwt=cwt)
+    assert net(torch.randn(2, 4, 45)).shape == (2, 3, 45)
+    # the real part of a unit-gain Morlet at f passes a sinusoid at f unchanged
+    t = torch.arange(400) / 100.0
+    sig = torch.sin(2 * np.pi * 10 * t)[None, None]
+    band = MorletCWT(100.0, [10.0])(sig)[0, 0, 0]
+    np.testing.assert_allclose(band[100:300].numpy(), sig[0, 0, 100:300].numpy(), atol=1e-3)
+
+
+def test_synaptechnet_paper_size():
+    n_par = sum(p.numel() for p in SynaptechNet(74, 102).parameters())
+    tiny = sum(
+        p.numel()
+        for p in get_translator("synaptechnet", width=0.125).build_model(74, 102).parameters()
+    )
+    assert 5e6 < n_par < 5e7 and tiny < n_par / 20
+
+
+def test_synaptechnet_overfits_tiny_batch():
+    """The paper's architecture (instance norm) can memorise 4 windows."""
+    eeg, meg, _ = net_data(n_w=4, n_t=32)
+    model = tiny_net(dropout=0.0, lr=1e-2, max_epochs=60, val_fraction=0.0).fit(eeg, meg)
+    losses = [h["train_loss"] for h in model.history_]
+    assert losses[-1] < 0.1 * losses[0]
+    assert np.isnan(model.history_[0]["val_loss"]) and model.completed_
+
+
+def test_synaptechnet_resume_is_identical(tmp_path):
+    eeg, meg, groups = net_data()
+    full = tiny_net(max_epochs=4, checkpoint_every_batches=1).fit(
+        eeg, meg, groups, checkpoint_dir=tmp_path / "a"
+    )
+    part = tiny_net(max_epochs=4, checkpoint_every_batches=1).fit(
+        eeg, meg, groups, checkpoint_dir=tmp_path / "b", stop_hook=lambda row: row["epoch"] >= 2
+    )
+    assert not part.completed_ and len(part.history_) == 2
+    # a fresh process-like object resumes from the directory
+    resumed = tiny_net(max_epochs=4, checkpoint_every_batches=1).fit(
+        eeg, meg, groups, checkpoint_dir=tmp_path / "b"
+    )
+    assert resumed.completed_
+    for (k, a), (_, b) in zip(
+        full.model_.state_dict().items(), resumed.model_.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), k
+    strip = [{k: v for k, v in r.items() if k != "time_s"} for r in full.history_]
+    assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in resumed.history_]
+    # an uncheckpointed run with the same seed is the same run too
+    plain = tiny_net(max_epochs=4).fit(eeg, meg, groups)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(plain.model_.state_dict().values(), full.model_.state_dict().values())
+    )
+    # a checkpoint is refused for other data
+    with pytest.raises(ValueError, match="other data"):
+        tiny_net(max_epochs=4, checkpoint_every_batches=1).fit(
+            eeg * 2, meg, groups, checkpoint_dir=tmp_path / "b"
+        )
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def test_synaptechnet_resume_after_crash_mid_epoch(tmp_path, monkeypatch):
+    """A job killed between two batches resumes from the last batch checkpoint."""
+    eeg, meg, groups = net_data()
+    ref = tiny_net(max_epochs=3).fit(eeg, meg, groups)
+    real_step = torch.optim.Adam.step
+    calls = {"n": 0}
+
+    def flaky_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:  # last batch of epoch 2: 3 batches per epoch, ckpt after each
+            raise _Crash
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", flaky_step)
+    with pytest.raises(_Crash):
+        tiny_net(max_epochs=3, checkpoint_every_batches=1).fit(
+            eeg, meg, groups, checkpoint_dir=tmp_path
+        )
+    monkeypatch.setattr(torch.optim.Adam, "step", real_step)
+    resumed = tiny_net(max_epochs=3, checkpoint_every_batches=1).fit(
+        eeg, meg, groups, checkpoint_dir=tmp_path
+    )
+    for a, b in zip(ref.model_.state_dict().values(), resumed.model_.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_synaptechnet_fit_leaves_global_rng_alone():
+    eeg, meg, groups = net_data()
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    tiny_net(max_epochs=1).fit(eeg, meg, groups)
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_synaptechnet_normalisation_and_early_stopping_use_training_subjects_only():
+    eeg, meg, groups = net_data(n_w=20)
+    groups = np.repeat(list("abcde"), 4)
+    model = tiny_net(max_epochs=2, val_fraction=0.2).fit(eeg, meg, groups)
+    assert len(model.val_subjects_) == 1
+    assert set(model.val_subjects_).isdisjoint(model.train_subjects_)
+    assert set(model.val_subjects_) | set(model.train_subjects_) == set(groups)
+    inner = np.isin(groups, model.train_subjects_)
+    np.testing.assert_allclose(model.meg_scaler_.shift, meg[inner].mean(axis=(0, 2)), rtol=1e-5)
+    np.testing.assert_allclose(model.eeg_scaler_.scale, eeg[inner].std(axis=(0, 2)), rtol=1e-5)
+    # poisoning the early-stopping subject's data changes neither statistics
+    # nor the gradient steps of the first epoch (only the validation loss)
+    poisoned_meg = meg.copy()
+    poisoned_meg[~inner] *= 1e3
+    m2 = tiny_net(max_epochs=1, val_fraction=0.2).fit(eeg, poisoned_meg, groups)
+    m1 = tiny_net(max_epochs=1, val_fraction=0.2, restore_best=False).fit(eeg, meg, groups)
+    np.testing.assert_array_equal(m2.meg_scaler_.shift, m1.meg_scaler_.shift)
+    assert m2.history_[0]["train_loss"] == m1.history_[0]["train_loss"]
+    assert m2.history_[0]["val_loss"] > 100 * m1.history_[0]["val_loss"]
+
+
+def test_synaptechnet_early_stopping_restores_best():
+    eeg, meg, groups = net_data(n_w=16)
+    # an absurd learning rate makes validation loss diverge quickly
+    model = tiny_net(max_epochs=30, patience=2, lr=1.0).fit(eeg, meg, groups)
+    vals = [h["val_loss"] for h in model.history_]
+    assert model.stopped_early_ and len(vals) < 30
+    assert model.best_epoch_ == int(np.argmin(vals)) + 1
+
+
+def test_synaptechnet_minmax_log1p_roundtrip():
+    eeg, meg, groups = net_data()
+    model = tiny_net(max_epochs=1, normalization="minmax_log1p").fit(eeg, meg, groups)
+    y = torch.as_tensor(meg[:3])
+    z = model.meg_scaler_.transform(y)
+    np.testing.assert_allclose(model.meg_scaler_.inverse(z).numpy(), meg[:3], atol=1e-4)
+    assert model.predict(eeg[:2]).shape == (2, 4, 24)
+
+
+# ------------------------------------------------------------ persistence
+def _fitted_translators():
+    eeg, meg, groups, _ = lagged_world(noise=0.5)
+    eeg, meg = eeg[:, :5].astype(np.float32), meg[:, :4].astype(np.float32)
+    lf = lowrank_world(n_eeg=5, n_meg=4)[2]
+    geometry = dict.fromkeys(set(groups), lf)
+    return (
+        eeg,
+        lf,
+        [
+            RidgeTranslator().fit(eeg, meg, groups),
+            PhysicsTranslator().fit(eeg, meg, groups, geometry=geometry),
+            tiny_net(max_epochs=1, cwt_freqs=(3.0, 8.0), sfreq=50.0).fit(eeg, meg, groups),
+        ],
+    )
+
+
+def test_save_load_identical_predictions(tmp_path):
+    eeg, lf, models = _fitted_translators()
+    assert {m.name for m in models} == set(TRANSLATORS)
+    for model in models:
+        stem = tmp_path / f"desc-{model.name}_model"
+        st_path, json_path = model.save(stem)
+        assert st_path.suffix == ".safetensors" and json_path.suffix == ".json"
+        meta = json.loads(json_path.read_text())
+        assert meta["translator"] == model.name and meta["class"] == type(model).__name__
+        loaded = Translator.load(json_path)
+        assert type(loaded) is type(model)
+        assert loaded.get_params() == model.get_params()
+        np.testing.assert_array_equal(
+            loaded.predict(eeg, geometry=lf), model.predict(eeg, geometry=lf)
+        )
+    with pytest.raises(TypeError):
+        RidgeTranslator.load(tmp_path / "desc-physics_model")
+
+
+def test_load_refuses_unknown_class_and_tampering(tmp_path):
+    eeg, meg, groups, _ = lagged_world()
+    RidgeTranslator(lags=(0,)).fit(eeg, meg, groups).save(tmp_path / "m.safetensors")
+    meta_path = tmp_path / "m.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(dict(meta, translator="os.system")))
+    with pytest.raises(ValueError, match="unknown translator"):
+        Translator.load(tmp_path / "m")
+    meta_path.write_text(json.dumps(meta))
+    data = bytearray((tmp_path / "m.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "m.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum"):
+        Translator.load(tmp_path / "m")
+
+
+def test_registry():
+    assert set(TRANSLATORS) == {"ridge", "physics", "synaptechnet"}
+    assert isinstance(get_translator("ridge", lags=[0, 1]), RidgeTranslator)
+    with pytest.raises(ValueError, match="unknown translator"):
+        get_translator("nope")
+
+
+def test_bad_input_is_a_value_error():
+    model = RidgeTranslator(lags=(0,))
+    with pytest.raises(ValueError, match="n_windows"):
+        model.fit(np.zeros((3, 4)), np.zeros((3, 2, 5)))
+    with pytest.raises(ValueError, match="NaN"):
+        model.fit(np.full((3, 4, 5), np.nan), np.zeros((3, 2, 5)))

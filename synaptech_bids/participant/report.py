@@ -37,7 +37,7 @@ def methods_text(config: Config, log: dict) -> str:
         f"average of all electrodes. Recordings were {notch_text}band-pass "
         f"filtered at {config.l_freq:g}–{config.h_freq:g} Hz (zero-phase FIR) and "
         f"resampled to {config.resample_sfreq:g} Hz. "
-        + ("Eye-blink and heartbeat components were removed by ICA (FastICA, one "
+        + ("Eye-blink and heartbeat components were removed by ICA (Picard, extended infomax, one "
            "per modality, fitted on 1 Hz high-passed data, components matched to "
            "the EOG and ECG channels): always from the MEG, and from the EEG in a "
            "separate ICA-cleaned version. " if config.ica else "")
@@ -95,6 +95,12 @@ def write_subject_report(subject: str, runs: list[Run], output_dir: Path,
                       f"the pairs within {config.pair_max_distance_cm:g} cm (lines), "
                       "head coordinates of the first run, seen from above.")
 
+    # Sensor-level averages across runs: heads moved a few mm between runs, so
+    # MNE refuses to concatenate; for this display the first run's transform
+    # is assigned to all (the data are unchanged; per-run positions are in
+    # the *_space-head_desc-sensors_channels.tsv files).
+    for other in epochs_list[1:]:
+        other.info["dev_head_t"] = epochs_list[0].info["dev_head_t"]
     epochs = mne.concatenate_epochs(epochs_list, verbose=False)
     for condition in sorted(epochs.event_id):
         evoked = epochs[condition].average(picks=["eeg", "mag"])

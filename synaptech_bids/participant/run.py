@@ -30,6 +30,7 @@ from ._02_ica import remove_artefacts
 from ._03_epochs import epochs_like, evoked_snr, make_epochs
 from ._04_coregister import head_movement_mm, sensor_positions
 from ._05_pairing import PAIRS_COLUMNS, distance_table, pair_sensors
+from ._06_information import shared_information
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,18 @@ def run_outputs(run: Run, output_dir: Path) -> dict[str, Any]:
                                      suffix="channels", extension=".tsv"),
         "psd": derivative_path(bp, output_dir, desc="psd", suffix="spectrum",
                                extension=".tsv"),
+        "mi": derivative_path(bp, output_dir, desc="mi", suffix="connectivity",
+                              extension=".tsv"),
+        "mi_lagged": derivative_path(bp, output_dir, desc="milagged",
+                                     suffix="connectivity", extension=".npy"),
+        "mi_lags": derivative_path(bp, output_dir, desc="milags", suffix="connectivity",
+                                   extension=".tsv"),
+        "te": derivative_path(bp, output_dir, desc="te", suffix="connectivity",
+                              extension=".tsv"),
+        "mi_distance": derivative_path(bp, output_dir, desc="midistance",
+                                       suffix="connectivity", extension=".tsv"),
+        "pruned": derivative_path(bp, output_dir, desc="pruned", suffix="channels",
+                                  extension=".tsv"),
         "log": derivative_path(bp, output_dir, desc="preproc", suffix="log",
                                extension=".json"),
     }
@@ -149,11 +162,66 @@ def process_subject(
         write_subject_report(subject, runs, output_dir, config)
 
 
+def write_information(info: dict[str, Any], outputs: dict[str, Any]) -> None:
+    """Write the information tables, each with a sidecar naming the estimator."""
+    meta = info["meta"]
+    columns = {
+        "mi": {
+            "eeg_channel": {"Description": "EEG electrode"},
+            "meg_channel": {"Description": "magnetometer"},
+            "distance": {"Description": "electrode-sensor distance", "Units": "cm"},
+            "mi": {"Description": "MI at the best lag, continuous data", "Units": "bit"},
+            "best_lag": {"Description": "lag of maximal MI (positive: MEG lags EEG)",
+                         "Units": "ms"},
+            "p_value": {"Description": "family-wise corrected p-value (max statistic "
+                        "over all pairs and lags, circular-shift surrogates)"},
+            "significant": {"Description": "p_value below 0.05"},
+            "mi_epochs": {"Description": "MI at the best lag, on the epochs",
+                          "Units": "bit"},
+        },
+        "te": {
+            "te_eeg_to_meg": {"Description": "transfer entropy EEG -> MEG", "Units": "bit"},
+            "te_meg_to_eeg": {"Description": "transfer entropy MEG -> EEG", "Units": "bit"},
+            "p_eeg_to_meg": {"Description": "family-wise corrected p-value"},
+            "p_meg_to_eeg": {"Description": "family-wise corrected p-value"},
+        },
+        "mi_lags": {
+            "lag": {"Units": "ms", "Description": "positive: MEG lags EEG"},
+            "mi_mean_all_pairs": {"Units": "bit"},
+            "mi_mean_distance_pairs": {"Units": "bit", "Description": "mean over the "
+                                       "distance pairs of the pairing table"},
+        },
+        "mi_distance": {
+            "electrode": {"Description": "EEG electrode, or 'pooled' over all"},
+            "bin_center": {"Units": "cm"},
+            "mi_mean": {"Units": "bit"}, "mi_sem": {"Units": "bit"},
+            "n_pairs": {"Description": "pairs in the bin"},
+            "DecayFit": info["decay"],
+        },
+        "pruned": {"Description": "the paper's pruning: pairs within the distance "
+                   "threshold whose MI is significant"},
+    }
+    tables = {"mi": info["mi"], "te": info["te"], "mi_lags": info["lag_profile"],
+              "mi_distance": info["distance_curve"], "pruned": info["pruned"]}
+    for key, table in tables.items():
+        write_tsv(outputs[key].fpath, table)
+        write_json(outputs[key].copy().update(extension=".json").fpath,
+                   {**columns[key], **meta})
+    with atomic_path(outputs["mi_lagged"].fpath, suffix=".npy") as tmp:
+        np.save(tmp, info["mi_lagged"].astype(np.float32))
+    write_json(outputs["mi_lagged"].copy().update(extension=".json").fpath, {
+        "Description": "MI (bit) of every EEG x magnetometer pair at every lag, "
+        "shape (n_eeg, n_mag, n_lags), in the channel order of the desc-mi table",
+        **meta,
+    })
+
+
 def mean_log_psd(raw: Any, fmax: float) -> dict[str, pd.Series]:
     """log10 Welch PSD averaged over channels, per type (EEG, magnetometers)."""
     out = {}
     for ch_type in ("eeg", "mag"):
-        spectrum = raw.compute_psd(method="welch", picks=ch_type, fmax=fmax,
+        spectrum = raw.compute_psd(method="welch", picks=ch_type,
+                                   fmax=min(fmax, raw.info["sfreq"] / 2),
                                    n_fft=int(2 * raw.info["sfreq"]), verbose=False)
         psd = np.log10(spectrum.get_data().mean(axis=0))
         out[ch_type] = pd.Series(psd, index=np.round(spectrum.freqs, 3))
@@ -197,7 +265,7 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
     })
     epochs_ica, epochs_log = make_epochs(raw_ica, config)
     epochs = epochs_like(raw, epochs_ica, config) if config.ica else epochs_ica
-    del raw, raw_ica
+    del raw
     epochs_log["EvokedSNR"] = {
         ch_type: round(evoked_snr(epochs, ch_type), 3)
         for ch_type in ("eeg", "mag") if ch_type in epochs.get_channel_types()
@@ -223,13 +291,19 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
         "MaxDistance": {"Value": config.pair_max_distance_cm, "Units": "cm"},
         "EEGPositionSource": positions.eeg_source,
     })
-    write_tsv(outputs["distances"].fpath, distance_table(positions))
+    distances = distance_table(positions)
+    write_tsv(outputs["distances"].fpath, distances)
     write_json(outputs["distances"].copy().update(extension=".json").fpath, {
         "eeg_channel": {"Description": "EEG electrode (rows)"},
         "MEG*": {"Description": "distance to that magnetometer, head coordinates",
                  "Units": "cm"},
         "EEGPositionSource": positions.eeg_source,
     })
+    with step("  shared information (MI, surrogates, TE, distance)"):
+        info = shared_information(raw_ica, epochs_ica, distances, pairs, config, seed)
+    del raw_ica
+    write_information(info, outputs)
+
     write_json(outputs["log"].fpath, {
         "Source": run.name,
         "InputHash": input_hash,

@@ -10,7 +10,8 @@
 #   VERSION          the version in the image name; must equal synaptech_bids/_version.py
 #   TORCH_VERSION    the torch release, installed first
 #   TORCH_INDEX_URL  where torch comes from: the CPU index (default) or a CUDA
-#                    index of the same form, e.g. https://download.pytorch.org/whl/cu128
+#                    index of the same form, e.g. https://download.pytorch.org/whl/cu128,
+#                    or a folder of wheels in the build (/opt/wheels: docker/wheels/)
 #   PIP_FIND_LINKS   a folder of wheels searched as well as the indexes; the
 #                    default /opt/wheels holds whatever lies in docker/wheels/
 #   PIP_NO_INDEX     1: use only those wheels (offline build)
@@ -47,9 +48,20 @@ COPY docker/constraints.txt /opt/constraints.txt
 # below without build isolation, so that its version is pinned too); then
 # torch, first, from its own index (CPU by default) and without dependencies:
 # these come from PyPI in the next step, under the constraints.
+# TORCH_INDEX_URL may also name a folder of wheels in the build (a path or a
+# file:// URL, e.g. /opt/wheels, or one mounted with `podman build -v`):
+# torch then comes from that folder only.
 RUN pip install --no-cache-dir -c /opt/constraints.txt pip setuptools \
+    && if [ -d "${TORCH_INDEX_URL#file://}" ]; then \
+           export PIP_NO_INDEX=1 PIP_FIND_LINKS="${TORCH_INDEX_URL#file://}"; \
+       fi \
     && pip install --no-cache-dir --no-deps \
         --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
+
+# Every other dependency at its pinned version, in a layer of its own: a
+# change of the project's code then rebuilds only the small layer below,
+# from the layer cache, without downloading the dependencies again.
+RUN pip install --no-cache-dir -r /opt/constraints.txt
 
 # The project, every other dependency pinned by the constraints file; the
 # torch installed above satisfies the project's requirement and stays.

@@ -32,3 +32,21 @@ lint: install
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache
+
+# The container image synaptech/bids:VERSION and :latest (docs/containers.md):
+# `docker build` where a Docker engine answers, else Podman, which
+# docker/prepare_podman.sh sets up (runc, cgroupfs, and the base image made
+# with debootstrap when no image registry answers). The size is printed.
+# ENGINE=docker|podman forces one; IMAGE_BUILD_OPTS=--no-cache builds cold.
+ENGINE ?=
+IMAGE ?= synaptech/bids
+IMAGE_BUILD_OPTS ?=
+
+.PHONY: image test-container
+
+image:
+	ENGINE=$(ENGINE) IMAGE=$(IMAGE) bash docker/build_image.sh $(IMAGE_BUILD_OPTS)
+
+# Builds the image (layer cache) and runs it as users do: tests/container/.
+test-container: install
+	$(BIN)/python -m pytest -q tests/container

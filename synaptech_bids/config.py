@@ -63,6 +63,10 @@ class Config:
         Surrogates for the max-statistic significance test.
     translators : tuple of str
         Translators trained and scored at group level.
+    group_eeg : str
+        Which EEG the translators read: ``"ica"`` (ICA-cleaned, default) or
+        ``"clean"`` (filtered only, blinks kept). The MEG target is
+        EOG/ECG-cleaned in both.
     n_folds : int
         Folds of the leave-subjects-out evaluation (GroupKFold by subject);
         with this many subjects or fewer, leave-one-subject-out.
@@ -97,6 +101,7 @@ class Config:
     n_surrogates: int = 200
     # group level
     translators: tuple[str, ...] = ("physics", "ridge", "synaptechnet")
+    group_eeg: str = "ica"
     n_folds: int = 5
     ridge_lags_ms: tuple[float, ...] = (-20.0, -8.0, 0.0, 8.0, 20.0)
     synaptechnet_width: float = 0.25
@@ -121,6 +126,8 @@ class Config:
             raise ConfigError("eeg_reference: only 'average' is supported")
         if not self.epochs_tmin < 0 < self.epochs_tmax:
             raise ConfigError("epochs must span the event: tmin < 0 < tmax")
+        if self.group_eeg not in ("ica", "clean"):
+            raise ConfigError("group_eeg must be 'ica' or 'clean'")
         if self.n_surrogates < 1:
             raise ConfigError("n_surrogates must be positive")
 

@@ -36,13 +36,20 @@ class SubjectDerivatives:
     info: mne.Info | None = field(default=None, repr=False)
 
 
-def find_subject_derivatives(output_dir: Path, subject: str) -> SubjectDerivatives | None:
-    """Return the subject's cleaned epochs and logs, or ``None`` when it has none."""
+def find_subject_derivatives(
+    output_dir: Path, subject: str, eeg_version: str = "ica"
+) -> SubjectDerivatives | None:
+    """Return the subject's cleaned epochs and logs, or ``None`` when it has none.
+
+    ``eeg_version`` picks the epochs: ``"ica"`` (ICA-cleaned EEG) or
+    ``"clean"`` (filtered EEG with its blinks); the MEG is cleaned in both.
+    """
     subject_dir = Path(output_dir) / f"sub-{subject}"
     logs = sorted(subject_dir.rglob(f"sub-{subject}_*desc-preproc_log.json"))
     epochs_files = []
     for log in logs:
-        epo = log.with_name(log.name.replace("desc-preproc_log.json", "desc-clean_epo.fif"))
+        epo = log.with_name(
+            log.name.replace("desc-preproc_log.json", f"desc-{eeg_version}_epo.fif"))
         if not epo.is_file():
             return None
         epochs_files.append(epo)
@@ -55,7 +62,9 @@ def find_subject_derivatives(output_dir: Path, subject: str) -> SubjectDerivativ
     )
 
 
-def gather(output_dir: Path, subjects: list[str]) -> list[SubjectDerivatives]:
+def gather(
+    output_dir: Path, subjects: list[str], eeg_version: str = "ica"
+) -> list[SubjectDerivatives]:
     """Collect every subject's derivatives and check that they can be pooled.
 
     Raises
@@ -66,7 +75,7 @@ def gather(output_dir: Path, subjects: list[str]) -> list[SubjectDerivatives]:
         versions; 18 when fewer than two subjects are available (the
         evaluation holds whole subjects out).
     """
-    found = {s: find_subject_derivatives(output_dir, s) for s in subjects}
+    found = {s: find_subject_derivatives(output_dir, s, eeg_version) for s in subjects}
     missing = [s for s, d in found.items() if d is None]
     if missing:
         raise AppError(

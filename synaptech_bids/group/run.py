@@ -51,7 +51,7 @@ def run_group_level(
     seed: int, device: str, source_description: dict, force: bool, **_: Any,
 ) -> None:
     """Run the group level; see the module docstring."""
-    derivatives = gather(output_dir, subjects)
+    derivatives = gather(output_dir, subjects, config.group_eeg)
     write_dataset_description(output_dir, source_description, bids_root)
     eeg_names, mag_names, dropped = common_channels(derivatives)
     sfreq = derivatives[0].info["sfreq"]
@@ -83,6 +83,7 @@ def run_group_level(
         "EEGChannels": eeg_names,
         "DroppedChannels": dropped,
         "Units": "EEG in µV, MEG in fT",
+        "EEGVersion": config.group_eeg,
         "Config": config.to_dict(),
         "Seed": seed,
         "Provenance": provenance(),

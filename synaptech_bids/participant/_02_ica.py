@@ -88,7 +88,8 @@ def remove_artefacts(
     icas : dict
         The fitted ICA of each modality, for the report.
     """
-    log: dict[str, Any] = {"Method": "Picard (extended infomax) on 1 Hz high-passed data; components "
+    log: dict[str, Any] = {"Method": "Picard (extended infomax) on 1 Hz high-passed data; "
+                           "components "
                            "found with find_bads_eog (EOG) and find_bads_ecg "
                            "(cross-trial phase statistics, ECG)"}
     types = set(raw.get_channel_types())

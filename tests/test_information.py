@@ -129,18 +129,6 @@ def test_vectorised_gcmi_equals_per_pair_baseline():
     np.testing.assert_allclose(mi.reshape(-1, lags.size), ref, atol=1e-6, rtol=0)
 
 
-def test_vectorised_gcmi_equals_frites():
-    pytest.importorskip("frites")
-    base = _load_baseline()
-    rng = np.random.default_rng(6)
-    eeg = _ar1(rng, (3, 1000))
-    meg = _ar1(rng, (2, 1000)) + 0.3 * eeg[:2]
-    lags = np.array([-5, 0, 4])
-    mi, _ = gcmi_lagged(eeg, meg, 250.0, lags=lags)
-    ref = base.gcmi_per_pair(base.copnorm_rows(eeg), base.copnorm_rows(meg), lags, use_frites=True)
-    np.testing.assert_allclose(mi.reshape(-1, lags.size), ref, atol=1e-6, rtol=0)
-
-
 def test_epochs_concatenate_lagged_segments_within_epochs():
     base = _load_baseline()
     rng = np.random.default_rng(7)

@@ -86,7 +86,8 @@ def _configure_logging(verbose: int) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
-    logger.setLevel(min(level, logging.INFO))
+    # -v shows progress in batch logs; on a terminal it is printed anyway
+    logger.setLevel(level)
     import mne
 
     mne.set_log_level("WARNING" if verbose < 2 else "INFO")

@@ -31,9 +31,14 @@ def verdicts(summary: pd.DataFrame) -> list[str]:
     for model, row in by_model.iterrows():
         if model == "training-mean":
             continue
-        text = (f"{model}: held-out R² {row.r2_mean:.3f} ± {row.r2_ci95:.3f}, "
-                f"{100 * row.share_of_optimum_mean:.0f}% of the within-subject optimum "
-                f"(R² {row.optimum_r2_mean:.3f}).")
+        text = f"{model}: held-out R² {row.r2_mean:.3f} ± {row.r2_ci95:.3f}, "
+        if row.optimum_r2_mean > 0:
+            text += (f"{100 * row.share_of_optimum_mean:.0f}% of the within-subject "
+                     f"optimum (R² {row.optimum_r2_mean:.3f}).")
+        else:
+            text += (f"against a within-subject optimum of R² {row.optimum_r2_mean:.3f}: "
+                     "EEG does not linearly predict this MEG even within a subject, so "
+                     "no share of the optimum is meaningful.")
         if row.r2_mean <= floor:
             text += " It does not beat predicting the training mean."
         elif physics is not None and model != "physics" and row.r2_mean <= physics:

@@ -68,7 +68,7 @@ def write_text(target: str | Path, text: str) -> Path:
 
 def write_json(target: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON (keys in insertion order), atomically."""
-    return write_text(target, json.dumps(data, indent=2, default=_json_default) + "\n")
+    return write_text(target, json.dumps(data, indent=2, default=json_default) + "\n")
 
 
 def write_tsv(target: str | Path, table: pd.DataFrame) -> Path:
@@ -78,7 +78,7 @@ def write_tsv(target: str | Path, table: pd.DataFrame) -> Path:
     return Path(target)
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:  # also used by translators.io
     """Serialise numpy scalars and arrays, and paths."""
     import numpy as np
 

@@ -22,18 +22,9 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial import cKDTree
 from scipy.special import digamma
 
+from .gcmi import _as_samples_by_dims
+
 __all__ = ["ksg_mi"]
-
-
-def _column_stack(a: ArrayLike, name: str) -> NDArray[np.float64]:
-    arr = np.asarray(a, dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be (n_samples,) or (n_samples, n_dims)")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf")
-    return arr
 
 
 def ksg_mi(
@@ -67,7 +58,7 @@ def ksg_mi(
     mi : float
         MI in bits; can be slightly negative for independent variables.
     """
-    xa, ya = _column_stack(x, "x"), _column_stack(y, "y")
+    xa, ya = _as_samples_by_dims(x, "x"), _as_samples_by_dims(y, "y")
     n = xa.shape[0]
     if ya.shape[0] != n:
         raise ValueError("x and y must have the same number of samples")

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
+from ..bids_io.atomic import json_default
 from . import geometry, recording, sources
 
 __all__ = ["simulate_dataset", "load_truth", "TASK", "SESSION"]
@@ -634,16 +635,8 @@ def _write_run_truth(
         ],
     }
     (tdir / f"{prefix}_desc-simulation_meta.json").write_text(
-        json.dumps(meta, indent=2, default=_json_default) + "\n"
+        json.dumps(meta, indent=2, default=json_default) + "\n"
     )
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
 def load_truth(

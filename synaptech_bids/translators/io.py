@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
+
+from ..bids_io.atomic import atomic_path, json_default, write_text
 
 #: Version of the on-disk layout; bump when the JSON schema changes.
 FORMAT_VERSION = 1
@@ -50,23 +51,6 @@ def split_stem(path: str | os.PathLike) -> Path:
     return p
 
 
-def _atomic_write_bytes(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary file lives in the target's directory so that os.replace
-    # is a same-filesystem rename, which is atomic on POSIX.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _to_numpy(value: Any) -> np.ndarray:
     # torch tensors are converted lazily so that this module does not import
     # torch (the linear translators do not need it).
@@ -76,16 +60,6 @@ def _to_numpy(value: Any) -> np.ndarray:
     if arr.dtype == object:
         raise TypeError("object arrays cannot be stored in safetensors")
     return np.ascontiguousarray(arr)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def save_tensors_json(
@@ -121,24 +95,15 @@ def save_tensors_json(
     arrays = {str(k): _to_numpy(v) for k, v in tensors.items()}
     # safetensors.numpy only writes to a path; write beside the target and
     # rename, so that a reader never sees a half-written file.
-    st_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=st_path.parent, prefix=f".{st_path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(arrays, tmp, metadata={"format_version": str(FORMAT_VERSION)})
-        with open(tmp, "rb") as fh:
-            digest = hashlib.sha256(fh.read()).hexdigest()
-        os.replace(tmp, st_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(st_path) as tmp:
+        save_file(arrays, str(tmp), metadata={"format_version": str(FORMAT_VERSION)})
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
     full_meta = dict(meta)
     full_meta["format_version"] = FORMAT_VERSION
     full_meta["tensors_file"] = st_path.name
     full_meta["tensors_sha256"] = digest
-    text = json.dumps(full_meta, indent=2, sort_keys=True, default=_json_default)
-    _atomic_write_bytes(json_path, (text + "\n").encode("utf-8"))
+    write_text(json_path, json.dumps(full_meta, indent=2, sort_keys=True,
+                                     default=json_default) + "\n")
     return st_path, json_path
 
 

@@ -74,6 +74,13 @@ class Config:
         Time lags of the ridge translator's EEG features (ms).
     synaptechnet_width : float
         Width factor of Synaptech-Net (1.0: the paper's 128/256/512 channels).
+    synaptechnet_cwt_freqs : int
+        0 feeds Synaptech-Net the signal itself; N > 0 feeds it the paper's
+        complex-Morlet (cmor1.5-1.0) transform at N log-spaced frequencies
+        from 1 to 100 Hz (capped below Nyquist), computed on the fly.
+    synaptechnet_normalization : str
+        ``"zscore"`` per channel (default) or the paper's ``"minmax_log1p"``;
+        fitted on training subjects only.
     max_epochs, batch_size, learning_rate, patience : int, int, float, int
         Training of Synaptech-Net (Adam, MSE, early stopping on a validation
         split of training subjects).
@@ -105,6 +112,8 @@ class Config:
     n_folds: int = 5
     ridge_lags_ms: tuple[float, ...] = (-20.0, -8.0, 0.0, 8.0, 20.0)
     synaptechnet_width: float = 0.25
+    synaptechnet_cwt_freqs: int = 0
+    synaptechnet_normalization: str = "zscore"
     max_epochs: int = 40
     batch_size: int = 16
     learning_rate: float = 1e-3
@@ -130,15 +139,35 @@ class Config:
             raise ConfigError("group_eeg must be 'ica' or 'clean'")
         if self.n_surrogates < 1:
             raise ConfigError("n_surrogates must be positive")
+        if self.synaptechnet_cwt_freqs < 0:
+            raise ConfigError("synaptechnet_cwt_freqs must be 0 (off) or positive")
+        if self.synaptechnet_normalization not in ("zscore", "minmax_log1p"):
+            raise ConfigError("synaptechnet_normalization must be 'zscore' or 'minmax_log1p'")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain JSON-serialisable values."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
+    def participant_dict(self) -> dict[str, Any]:
+        """The options that shape participant-level outputs (not group-only ones).
+
+        Participant derivatives are cached and compared by these alone, so
+        changing a translator setting never re-runs or refuses them.
+        """
+        return {k: v for k, v in self.to_dict().items() if k not in GROUP_ONLY_FIELDS}
+
     def digest(self) -> str:
         """Return a short content hash: equal configs give equal digests."""
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+#: Options read by the group level only.
+GROUP_ONLY_FIELDS = frozenset({
+    "translators", "group_eeg", "n_folds", "ridge_lags_ms", "synaptechnet_width",
+    "synaptechnet_cwt_freqs", "synaptechnet_normalization", "max_epochs", "batch_size",
+    "learning_rate", "patience",
+})
 
 
 def load_config(path: str | Path | None) -> Config:

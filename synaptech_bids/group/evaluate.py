@@ -16,9 +16,11 @@ spatial linear map).
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,8 +52,16 @@ def translator_params(name: str, config: Config, sfreq: float, seed: int,
         lags = sorted({int(round(ms * 1e-3 * sfreq)) for ms in config.ridge_lags_ms})
         return {"lags": tuple(lags)}
     if name == "synaptechnet":
+        cwt_freqs = None
+        if config.synaptechnet_cwt_freqs:
+            # The paper's log-spaced 1-100 Hz, kept below Nyquist.
+            top = min(100.0, 0.45 * sfreq)
+            cwt_freqs = tuple(np.geomspace(1.0, top, config.synaptechnet_cwt_freqs))
         return {
             "width": config.synaptechnet_width,
+            "cwt_freqs": cwt_freqs,
+            "sfreq": sfreq,
+            "normalization": config.synaptechnet_normalization,
             "max_epochs": config.max_epochs,
             "batch_size": config.batch_size,
             "lr": config.learning_rate,
@@ -108,9 +118,69 @@ def score_subject(
     return table
 
 
+@dataclass
+class HeldOutPrediction:
+    """One translator's prediction for one held-out subject."""
+
+    model: str
+    fold: int
+    subject: str
+    prediction: np.ndarray  # (n_windows, n_mag, n_times), like the subject's MEG
+    translator: Any = None  # the fitted translator (None for the training mean)
+
+
+def held_out_predictions(
+    data: list[SubjectArrays], config: Config, sfreq: float, seed: int, device: str,
+    progress: Callable[[str], Any] | None = None, checkpoint_root: Path | None = None,
+) -> Iterator[HeldOutPrediction]:
+    """Fit every configured translator per fold and predict its held-out subjects.
+
+    This is the only place where training and held-out data meet, and the
+    held-out subjects' MEG is never read here: ``fit`` gets the training
+    subjects' arrays, ``predict`` the held-out subject's EEG and geometry.
+    ``tests/test_group_leakage.py`` poisons a held-out MEG to prove it.
+
+    Parameters
+    ----------
+    checkpoint_root : Path, optional
+        Where translators that train iteratively keep a checkpoint per fold
+        (``<model>_fold-<k>``), so that an interrupted group run resumes.
+    """
+    by_subject = {d.subject: d for d in data}
+    for k, (train_subjects, test_subjects) in enumerate(
+        folds(list(by_subject), config.n_folds)
+    ):
+        train = [by_subject[s] for s in train_subjects]
+        eeg, meg, groups = _stack(train)
+        mean = meg.mean(axis=(0, 2), keepdims=True)
+        for name in ("training-mean", *config.translators):
+            if progress:
+                progress(f"fold {k + 1}: {name}, held out {', '.join(test_subjects)}")
+            translator = None
+            if name != "training-mean":
+                translator = get_translator(
+                    name, **translator_params(name, config, sfreq, seed, device)
+                )
+                fit_kwargs: dict[str, Any] = {}
+                if checkpoint_root is not None and "checkpoint_dir" in inspect.signature(
+                    translator.fit
+                ).parameters:
+                    fit_kwargs["checkpoint_dir"] = str(checkpoint_root / f"{name}_fold-{k}")
+                translator.fit(eeg, meg, groups=groups, geometry=_geometry(train),
+                               **fit_kwargs)
+            for subject in test_subjects:
+                held_out = by_subject[subject]
+                if translator is None:
+                    pred = np.broadcast_to(mean, held_out.eeg.shape[:1] + meg.shape[1:])
+                else:
+                    pred = translator.predict(held_out.eeg, geometry=held_out.geometry)
+                yield HeldOutPrediction(name, k, subject, np.asarray(pred), translator)
+
+
 def evaluate(
     data: list[SubjectArrays], mag_names: list[str], config: Config, sfreq: float,
     seed: int, device: str, progress: Callable[[str], Any] | None = None,
+    checkpoint_root: Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, list], dict[str, np.ndarray]]:
     """Leave-subjects-out evaluation of every configured translator.
 
@@ -128,41 +198,31 @@ def evaluate(
     """
     by_subject = {d.subject: d for d in data}
     rows, evoked_rows, histories, examples = [], [], {}, {}
+    # The within-subject optimum is a reference computed from the held-out
+    # subject's own EEG and MEG, by design; it never reaches a translator.
     optimum = {d.subject: metrics.within_subject_optimum(d.eeg, d.meg) for d in data}
-    for k, (train_subjects, test_subjects) in enumerate(
-        folds(list(by_subject), config.n_folds)
-    ):
-        train = [by_subject[s] for s in train_subjects]
-        eeg, meg, groups = _stack(train)
-        mean = meg.mean(axis=(0, 2), keepdims=True)
-        for name in ("training-mean", *config.translators):
-            if progress:
-                progress(f"fold {k + 1}: {name}, held out {', '.join(test_subjects)}")
-            translator = None
-            if name != "training-mean":
-                translator = get_translator(
-                    name, **translator_params(name, config, sfreq, seed, device)
-                )
-                translator.fit(eeg, meg, groups=groups, geometry=_geometry(train))
-                if hasattr(translator, "history_"):
-                    histories.setdefault(name, []).append(
-                        {"fold": k, "history": translator.history_})
-            for subject in test_subjects:
-                held_out = by_subject[subject]
-                if translator is None:
-                    pred = np.broadcast_to(mean, held_out.meg.shape)
-                else:
-                    pred = translator.predict(held_out.eeg, geometry=held_out.geometry)
-                if k == 0 and subject == test_subjects[0]:
-                    examples[name] = np.asarray(pred[0])
-                    examples["real"] = held_out.meg[0]
-                rows.append(score_subject(name, k, held_out, pred, mag_names, sfreq,
-                                          optimum[subject]))
-                for cond, r in metrics.evoked_fidelity(
-                    held_out.meg, np.asarray(pred), held_out.conditions
-                ).items():
-                    evoked_rows.append({"model": name, "fold": k, "subject": subject,
-                                        "condition": cond, "evoked_r": r})
+    seen_fits: set[tuple[str, int]] = set()
+    first = None
+    for result in held_out_predictions(data, config, sfreq, seed, device, progress,
+                                       checkpoint_root):
+        name, k, subject = result.model, result.fold, result.subject
+        held_out = by_subject[subject]
+        history = getattr(result.translator, "history_", None)
+        if history is not None and (name, k) not in seen_fits:
+            histories.setdefault(name, []).append({"fold": k, "history": history})
+        seen_fits.add((name, k))
+        if first is None:
+            first = subject
+        if subject == first and k == 0:
+            examples[name] = result.prediction[0]
+            examples["real"] = held_out.meg[0]
+        rows.append(score_subject(name, k, held_out, result.prediction, mag_names, sfreq,
+                                  optimum[subject]))
+        for cond, r in metrics.evoked_fidelity(
+            held_out.meg, result.prediction, held_out.conditions
+        ).items():
+            evoked_rows.append({"model": name, "fold": k, "subject": subject,
+                                "condition": cond, "evoked_r": r})
     scores = pd.concat(rows, ignore_index=True)
     return scores, pd.DataFrame(evoked_rows), histories, examples
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import mne
 import numpy as np
 
+from ..config import GROUP_ONLY_FIELDS
 from ..errors import AppError, ExitCode
 
 logger = logging.getLogger(__name__)
@@ -98,8 +99,11 @@ def gather(
 
 def _check_same_processing(derivatives: list[SubjectDerivatives]) -> None:
     def signature(log: dict) -> str:
+        # Only participant options matter: group-only settings in a log say
+        # nothing about how the derivatives were made.
+        options = {k: v for k, v in log["Config"].items() if k not in GROUP_ONLY_FIELDS}
         return json.dumps(
-            [log["Config"], log["Provenance"]["GeneratedBy"]["Version"]], sort_keys=True
+            [options, log["Provenance"]["GeneratedBy"]["Version"]], sort_keys=True
         )
 
     reference = signature(derivatives[0].logs[0])

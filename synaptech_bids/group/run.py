@@ -8,7 +8,9 @@ models trained on every subject (safetensors + JSON), and
 
 from __future__ import annotations
 
+import inspect
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +50,18 @@ SCORE_COLUMNS = {
 
 def run_group_level(
     *, output_dir: Path, bids_root: Path, subjects: list[str], config: Config,
-    seed: int, device: str, source_description: dict, force: bool, **_: Any,
+    seed: int, device: str, source_description: dict, force: bool,
+    work_dir: Path | None = None, **_: Any,
 ) -> None:
-    """Run the group level; see the module docstring."""
+    """Run the group level; see the module docstring.
+
+    Translators that train iteratively checkpoint each fold under
+    ``work_dir/group/checkpoints``: re-running the same command after an
+    interruption resumes them (``force`` starts afresh).
+    """
+    checkpoints = Path(work_dir or Path(output_dir) / "work") / "group" / "checkpoints"
+    if force and checkpoints.exists():
+        shutil.rmtree(checkpoints)
     derivatives = gather(output_dir, subjects, config.group_eeg)
     write_dataset_description(output_dir, source_description, bids_root)
     eeg_names, mag_names, dropped = common_channels(derivatives)
@@ -72,8 +83,10 @@ def run_group_level(
                 arrays.geometry = lf
 
     with step("leave-subjects-out evaluation"):
-        scores, evoked, histories, examples = evaluate(data, mag_names, config, sfreq, seed,
-                                             device, progress=_say)
+        scores, evoked, histories, examples = evaluate(
+            data, mag_names, config, sfreq, seed, device, progress=_say,
+            checkpoint_root=checkpoints,
+        )
     summary = summarise(scores)
     group_dir = Path(output_dir) / "group"
     write_tsv(group_dir / "desc-translation_scores.tsv", scores)
@@ -109,7 +122,8 @@ def run_group_level(
         })
 
     with step("final models on all subjects"):
-        _fit_final_models(data, config, sfreq, seed, device, group_dir / "models")
+        _fit_final_models(data, config, sfreq, seed, device, group_dir / "models",
+                          checkpoints)
     from .report import write_group_report
 
     report = write_group_report(output_dir, scores, summary, evoked, curves, examples,
@@ -127,7 +141,7 @@ def _history_table(histories: dict[str, list]) -> pd.DataFrame:
 
 
 def _fit_final_models(data: list[SubjectArrays], config: Config, sfreq: float, seed: int,
-                      device: str, models_dir: Path) -> None:
+                      device: str, models_dir: Path, checkpoints: Path) -> None:
     eeg = np.concatenate([d.eeg for d in data])
     meg = np.concatenate([d.meg for d in data])
     groups = np.concatenate([np.full(len(d.eeg), d.subject) for d in data])
@@ -137,6 +151,9 @@ def _fit_final_models(data: list[SubjectArrays], config: Config, sfreq: float, s
     for name in config.translators:
         translator = get_translator(name, **translator_params(name, config, sfreq, seed,
                                                               device))
-        translator.fit(eeg, meg, groups=groups, geometry=geometry)
+        kwargs: dict[str, Any] = {}
+        if "checkpoint_dir" in inspect.signature(translator.fit).parameters:
+            kwargs["checkpoint_dir"] = str(checkpoints / f"{name}_final")
+        translator.fit(eeg, meg, groups=groups, geometry=geometry, **kwargs)
         translator.save(models_dir / f"desc-{name}_model")
         logger.info("final %s model saved (%s)", name, __version__)

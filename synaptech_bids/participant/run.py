@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,7 @@ def process_subject(
         label = f"sub-{subject} run {index}/{len(runs)} ({run.name})"
         outputs = run_outputs(run, output_dir)
         input_hash = content_hash(
-            run_inputs(run), json.dumps([config.to_dict(), seed, __version__])
+            run_inputs(run), json.dumps([config.participant_dict(), seed, __version__])
         )
         if not force and _is_up_to_date(outputs, input_hash):
             logger.info("%s: up to date, skipped", label)
@@ -244,16 +245,29 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
     after filtering) and ``desc-ica`` (EEG cleaned of EOG/ECG components);
     the MEG is ICA-cleaned in both.
     """
+    # Wall seconds per step, for the log and benchmarks/bench_participant.py.
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
     raw = read_run(run.bids_path)
     positions = sensor_positions(raw.info, config.allow_standard_montage)
     raw.load_data()
+    lap("read")
     psd_before = mean_log_psd(raw, config.h_freq * 1.5)
     raw, preproc_log = preprocess_raw(raw, config)
+    lap("preprocess")
     ica_log: dict[str, Any] = {"Skipped": "disabled in the configuration"}
     if config.ica:
         raw, raw_ica, ica_log, _ = remove_artefacts(raw, config, seed)
     else:
         raw_ica = raw
+    lap("ica")
     psd_after = mean_log_psd(raw_ica, config.h_freq * 1.5)
     write_tsv(outputs["psd"].fpath, psd_table(psd_before, psd_after))
     write_json(outputs["psd"].copy().update(extension=".json").fpath, {
@@ -273,6 +287,7 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
     for key, data in (("epochs", epochs), ("epochs_ica", epochs_ica)):
         with atomic_path(outputs[key].fpath, suffix="_epo.fif") as tmp:
             data.save(tmp, overwrite=True, verbose=False)
+    lap("spectra_epochs")
 
     write_tsv(outputs["positions"].fpath, positions.to_table())
     write_json(outputs["positions"].copy().update(extension=".json").fpath, {
@@ -299,10 +314,12 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
                  "Units": "cm"},
         "EEGPositionSource": positions.eeg_source,
     })
+    lap("positions_pairing")
     with step("  shared information (MI, surrogates, TE, distance)"):
         info = shared_information(raw_ica, epochs_ica, distances, pairs, config, seed)
     del raw_ica
     write_information(info, outputs)
+    lap("information")
 
     write_json(outputs["log"].fpath, {
         "Source": run.name,
@@ -318,5 +335,6 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
             "NMagnetometersPaired": int(pairs["meg_channel"].nunique()),
         },
         "Config": config.to_dict(),
+        "TimingsSeconds": timings,
         "Provenance": provenance(),
     })

@@ -1,0 +1,142 @@
+"""Benchmark of the group level: inference speed and memory at ds000117 scale.
+
+    python benchmarks/bench_group.py [--threads 2] [--subjects 16] [--windows 880]
+
+Prints:
+
+1. inference speed of every translator for 70 EEG channels at 250 Hz
+   (2-s windows, as the group level uses), as a multiple of real time
+   (goal: at least 1000x on the CPU); the training-mean prediction, which
+   does no work, is the baseline measured in the same run;
+2. the peak memory of a leave-subjects-out evaluation (ridge and physics)
+   on ds000117's scale (16 subjects x about 880 two-second epochs, 70 EEG +
+   102 magnetometers, float32), run in a child process, against the size of
+   the data itself: the ratio says how many copies of the data the
+   evaluation holds at once.
+
+Training throughput of Synaptech-Net (windows per second, 1 and 2
+processes) is ``benchmarks/bench_training.py``. This is a script that
+prints, not a test; the numbers depend on the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+N_EEG, N_MAG, SFREQ, WINDOW_S = 70, 102, 250.0, 2.0
+
+
+def _world(n_subjects: int, n_windows: int, seed: int = 0):
+    """Subjects as low-rank mixtures of shared sources, float32, with lead fields."""
+    from synaptech_bids.group.evaluate import SubjectArrays
+
+    rng = np.random.default_rng(seed)
+    n_src, n_times = 200, int(WINDOW_S * SFREQ)
+    data = []
+    for index in range(n_subjects):
+        l_eeg = rng.standard_normal((N_EEG, n_src)).astype(np.float32)
+        l_meg = rng.standard_normal((N_MAG, n_src)).astype(np.float32)
+        eeg = np.empty((n_windows, N_EEG, n_times), np.float32)
+        meg = np.empty((n_windows, N_MAG, n_times), np.float32)
+        for w in range(n_windows):  # window by window: no float64 copy of everything
+            sources = rng.standard_normal((n_src, n_times)).astype(np.float32)
+            eeg[w] = l_eeg @ sources
+            meg[w] = l_meg @ sources
+        data.append(SubjectArrays(f"{index + 1:02d}", eeg, meg,
+                                  np.array(["a", "b"] * (n_windows // 2) + ["a"] * (n_windows % 2)),
+                                  {"L_eeg": l_eeg.astype(float), "L_meg": l_meg.astype(float)}))
+    return data
+
+
+def bench_inference(minutes: float) -> None:
+    from synaptech_bids.config import Config
+    from synaptech_bids.group.evaluate import translator_params
+    from synaptech_bids.translators import get_translator
+
+    n_windows = int(minutes * 60 / WINDOW_S)
+    train = _world(3, 40)
+    test = _world(1, n_windows, seed=1)[0]
+    eeg = np.concatenate([d.eeg for d in train])
+    meg = np.concatenate([d.meg for d in train])
+    groups = np.concatenate([np.full(len(d.eeg), d.subject) for d in train])
+    geometry = {d.subject: d.geometry for d in train}
+    config = Config(max_epochs=1)
+    duration = n_windows * WINDOW_S
+    print(f"\n1. inference on {minutes:g} min of EEG ({N_EEG} channels, {SFREQ:g} Hz, "
+          f"{n_windows} windows of {WINDOW_S:g} s), CPU")
+    start = time.perf_counter()
+    _ = np.broadcast_to(meg.mean(axis=(0, 2), keepdims=True), test.meg.shape).copy()
+    baseline = time.perf_counter() - start
+    print(f"   {'training-mean (baseline)':28s} {baseline:8.3f} s  {duration / baseline:12.0f}x "
+          "real time")
+    for name in config.translators:
+        model = get_translator(name, **translator_params(name, config, SFREQ, 0, "cpu"))
+        model.fit(eeg, meg, groups=groups, geometry=geometry)
+        model.predict(test.eeg[:2], geometry=test.geometry)  # warm-up
+        start = time.perf_counter()
+        model.predict(test.eeg, geometry=test.geometry)
+        elapsed = time.perf_counter() - start
+        verdict = "meets" if duration / elapsed >= 1000 else "MISSES"
+        print(f"   {name:28s} {elapsed:8.3f} s  {duration / elapsed:12.0f}x real time "
+              f"({elapsed / baseline:.0f}x the baseline; {verdict} the 1000x goal)")
+
+
+def _evaluate_child(n_subjects: int, n_windows: int) -> None:
+    from synaptech_bids.config import Config
+    from synaptech_bids.group.evaluate import evaluate
+
+    data = _world(n_subjects, n_windows)
+    data_bytes = sum(d.eeg.nbytes + d.meg.nbytes for d in data)
+    config = Config(translators=("physics", "ridge"), n_folds=4)
+    start = time.perf_counter()
+    evaluate(data, [f"MEG{i:04d}" for i in range(N_MAG)], config, SFREQ, 0, "cpu")
+    elapsed = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"{data_bytes} {peak} {elapsed}")
+
+
+def bench_memory(n_subjects: int, n_windows: int) -> None:
+    print(f"\n2. leave-subjects-out evaluation (physics, ridge; 4 folds) on {n_subjects} "
+          f"subjects x {n_windows} windows")
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(n_subjects), str(n_windows)],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()
+    data_bytes, peak, elapsed = int(out[-3]), int(out[-2]), float(out[-1])
+    print(f"   data {data_bytes / 2**30:.2f} GiB, peak RSS {peak / 2**30:.2f} GiB "
+          f"({peak / data_bytes:.1f}x the data), {elapsed:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--subjects", type=int, default=16)
+    parser.add_argument("--windows", type=int, default=880)
+    parser.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(args.threads)
+    with threadpool_limits(args.threads):
+        if args.child:
+            _evaluate_child(*args.child)
+            return
+        print(f"threads: {args.threads}")
+        bench_inference(args.minutes)
+        bench_memory(args.subjects, args.windows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Configuration: validation, and which options shape participant outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from synaptech_bids.config import GROUP_ONLY_FIELDS, Config, ConfigError
+from synaptech_bids.group.evaluate import translator_params
+
+
+def test_group_only_options_do_not_change_participant_options():
+    base = Config()
+    changed = Config(translators=("ridge",), max_epochs=3, synaptechnet_cwt_freqs=8)
+    assert base.participant_dict() == changed.participant_dict()
+    assert base.digest() != changed.digest()
+    assert Config(l_freq=1.0).participant_dict() != base.participant_dict()
+
+
+def test_group_only_fields_exist():
+    names = {f.name for f in dataclasses.fields(Config)}
+    assert GROUP_ONLY_FIELDS <= names
+
+
+@pytest.mark.parametrize("options", [
+    {"synaptechnet_cwt_freqs": -1},
+    {"synaptechnet_normalization": "log"},
+])
+def test_bad_group_options(options):
+    with pytest.raises(ConfigError):
+        Config(**options)
+
+
+def test_cwt_frequencies_log_spaced_below_nyquist():
+    params = translator_params("synaptechnet", Config(synaptechnet_cwt_freqs=12), 150.0, 0,
+                               "cpu")
+    freqs = np.asarray(params["cwt_freqs"])
+    assert len(freqs) == 12 and freqs[0] == pytest.approx(1.0)
+    assert freqs[-1] < 75.0
+    np.testing.assert_allclose(np.diff(np.log(freqs)), np.log(freqs[1] / freqs[0]))
+    assert translator_params("synaptechnet", Config(), 250.0, 0, "cpu")["cwt_freqs"] is None

@@ -50,3 +50,12 @@ image:
 # Builds the image (layer cache) and runs it as users do: tests/container/.
 test-container: install
 	$(BIN)/python -m pytest -q tests/container
+
+# The participant level as a SLURM array and the dependent group job, on a
+# real single-node SLURM started by the tests (tests/scheduler/, as root):
+# docker/prepare_slurm.sh installs Debian's slurm-wlm and munge when missing.
+.PHONY: test-scheduler
+
+test-scheduler: install
+	bash docker/prepare_slurm.sh
+	$(BIN)/python -m pytest -q tests/scheduler

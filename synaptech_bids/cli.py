@@ -83,8 +83,12 @@ def default_n_threads() -> int:
 
 def _configure_logging(verbose: int) -> None:
     level = logging.WARNING - 10 * min(verbose, 2)
+    from .distributed import env
+
+    # under torchrun the ranks share one log: say which one speaks
+    who = f"[rank {env().rank}] " if env().world_size > 1 else ""
     logging.basicConfig(
-        level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+        level=level, format=f"%(asctime)s {who}%(name)s %(levelname)s: %(message)s"
     )
     # -v shows progress in batch logs; on a terminal it is printed anyway
     logger.setLevel(level)
@@ -194,6 +198,8 @@ def app(
     )
     from .bids_io.derivatives import check_output_dir
     from .config import ConfigError, load_config
+    from .distributed import env as dist_env
+    from .distributed import threads_per_process
 
     _configure_logging(verbose)
     if analysis_level not in LEVELS:
@@ -209,7 +215,8 @@ def app(
     if not skip_bids_validator:
         validate_bids(bids_dir)
     subjects = select_participants(bids_dir, participant_labels)
-    n_threads = omp_nthreads or default_n_threads()
+    # torchrun workers on one node share its CPUs
+    n_threads = omp_nthreads or threads_per_process(default_n_threads())
     if omp_nthreads and omp_nthreads > (os.cpu_count() or 1):
         n_threads = os.cpu_count() or 1
         logger.warning("--omp-nthreads %d exceeds the machine's %d cores: using %d",
@@ -235,11 +242,20 @@ def app(
     if analysis_level == "participant":
         from .participant.run import run_participant_level
 
+        if dist_env().world_size > 1:
+            raise AppError(
+                "the participant level runs one process per subject (e.g. a SLURM "
+                "array), not under torchrun; torchrun is for the group level",
+                ExitCode.USAGE,
+            )
         run_participant_level(**options)
     else:
+        from .distributed import session
         from .group.run import run_group_level
 
-        run_group_level(**options)
+        # under torchrun: join the process group; a plain run starts nothing
+        with session(device):
+            run_group_level(**options)
 
 
 def main(argv: list[str] | None = None) -> None:

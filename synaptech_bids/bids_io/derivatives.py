@@ -128,7 +128,26 @@ def provenance(command: list[str] | None = None) -> dict[str, Any]:
     return {
         "GeneratedBy": generated_by(),
         "Versions": versions,
+        "Threads": threads_in_use(),
         "CommandLine": command if command is not None else sys.argv,
         "Platform": platform.platform(),
         "DateTime": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def threads_in_use() -> dict[str, int]:
+    """Return the size of each thread pool the process computes with now.
+
+    BLAS and OpenMP pools as ``threadpoolctl`` finds them (the largest per
+    library kind), and torch's intra-op threads when torch is loaded: what
+    ``--omp-nthreads`` (or ``SLURM_CPUS_PER_TASK``) allowed, as it took effect.
+    """
+    from threadpoolctl import threadpool_info
+
+    threads: dict[str, int] = {}
+    for pool in threadpool_info():
+        kind = pool.get("internal_api") or pool.get("user_api") or "unknown"
+        threads[kind] = max(threads.get(kind, 0), int(pool.get("num_threads", 0)))
+    if "torch" in sys.modules:
+        threads["torch"] = int(sys.modules["torch"].get_num_threads())
+    return threads

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,11 +84,36 @@ def folds(subjects: list[str], n_folds: int) -> list[tuple[list[str], list[str]]
     return out
 
 
-def _stack(data: list[SubjectArrays]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    eeg = np.concatenate([d.eeg for d in data])
-    meg = np.concatenate([d.meg for d in data])
+def stack_subjects(
+    data: list[SubjectArrays], scratch: Path | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concatenate subjects' windows: in RAM, or into memory-mapped files.
+
+    With ``scratch``, the training set is written subject by subject into
+    new ``.npy`` files there and returned as memory maps, so that no more
+    than one subject's windows need be in RAM (the translators read their
+    training data in chunks). The files are unlinked at once: the maps keep
+    them alive until the arrays are freed, and nothing is left behind.
+    """
     groups = np.concatenate([np.full(len(d.eeg), d.subject) for d in data])
-    return eeg, meg, groups
+    if scratch is None:
+        return (np.concatenate([d.eeg for d in data]), np.concatenate([d.meg for d in data]),
+                groups)
+    scratch.mkdir(parents=True, exist_ok=True)
+    stacked = []
+    for kind in ("eeg", "meg"):
+        parts = [getattr(d, kind) for d in data]
+        shape = (sum(len(p) for p in parts), *parts[0].shape[1:])
+        with tempfile.NamedTemporaryFile(dir=scratch, suffix=".npy") as handle:
+            array = np.lib.format.open_memmap(handle.name, mode="w+", dtype=np.float32,
+                                              shape=shape)
+        start = 0
+        for part in parts:
+            array[start:start + len(part)] = part
+            start += len(part)
+        array.flush()
+        stacked.append(array)
+    return stacked[0], stacked[1], groups
 
 
 def _geometry(data: list[SubjectArrays]) -> dict | None:
@@ -132,6 +158,7 @@ class HeldOutPrediction:
 def held_out_predictions(
     data: list[SubjectArrays], config: Config, sfreq: float, seed: int, device: str,
     progress: Callable[[str], Any] | None = None, checkpoint_root: Path | None = None,
+    scratch: Path | None = None,
 ) -> Iterator[HeldOutPrediction]:
     """Fit every configured translator per fold and predict its held-out subjects.
 
@@ -145,13 +172,16 @@ def held_out_predictions(
     checkpoint_root : Path, optional
         Where translators that train iteratively keep a checkpoint per fold
         (``<model>_fold-<k>``), so that an interrupted group run resumes.
+    scratch : Path, optional
+        Where each fold's training set is memory-mapped (see
+        :func:`stack_subjects`); None concatenates in RAM.
     """
     by_subject = {d.subject: d for d in data}
     for k, (train_subjects, test_subjects) in enumerate(
         folds(list(by_subject), config.n_folds)
     ):
         train = [by_subject[s] for s in train_subjects]
-        eeg, meg, groups = _stack(train)
+        eeg, meg, groups = stack_subjects(train, scratch)
         mean = meg.mean(axis=(0, 2), keepdims=True)
         for name in ("training-mean", *config.translators):
             if progress:
@@ -180,7 +210,7 @@ def held_out_predictions(
 def evaluate(
     data: list[SubjectArrays], mag_names: list[str], config: Config, sfreq: float,
     seed: int, device: str, progress: Callable[[str], Any] | None = None,
-    checkpoint_root: Path | None = None,
+    checkpoint_root: Path | None = None, scratch: Path | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, list], dict[str, np.ndarray]]:
     """Leave-subjects-out evaluation of every configured translator.
 
@@ -204,7 +234,7 @@ def evaluate(
     seen_fits: set[tuple[str, int]] = set()
     first = None
     for result in held_out_predictions(data, config, sfreq, seed, device, progress,
-                                       checkpoint_root):
+                                       checkpoint_root, scratch):
         name, k, subject = result.model, result.fold, result.subject
         held_out = by_subject[subject]
         history = getattr(result.translator, "history_", None)
@@ -233,6 +263,7 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
     per_subject = scores.groupby(["model", "subject"]).agg(
         r2=("r2", "mean"), pearson_r=("pearson_r", "mean"),
         optimum=("within_subject_optimum_r2", "mean"),
+        **({"ceiling": ("noise_ceiling_r2", "mean")} if "noise_ceiling_r2" in scores else {}),
     ).reset_index()
     per_subject["share_of_optimum"] = per_subject["r2"] / per_subject["optimum"]
     out = []
@@ -245,5 +276,7 @@ def summarise(scores: pd.DataFrame) -> pd.DataFrame:
             row[f"{column}_mean"] = values.mean()
             row[f"{column}_ci95"] = 1.96 * sem
         row["optimum_r2_mean"] = group["optimum"].mean()
+        if "ceiling" in group:
+            row["noise_ceiling_r2_mean"] = group["ceiling"].mean()
         out.append(row)
     return pd.DataFrame(out)

@@ -171,3 +171,39 @@ def load_subject(
         meg_parts.append((epochs.get_data(picks=mag) * MEG_SCALE).astype(np.float32))
         cond_parts.append(np.array([names[e] for e in epochs.events[:, 2]]))
     return np.concatenate(eeg_parts), np.concatenate(meg_parts), np.concatenate(cond_parts)
+
+
+def cache_subject(
+    deriv: SubjectDerivatives, eeg: list[str], mag: list[str], directory: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like :func:`load_subject`, but into memory-mapped ``.npy`` files.
+
+    Runs are read one at a time and written into ``directory``, so only one
+    run is ever in memory; the arrays returned are read-only memory maps,
+    which the kernel pages in and out as training reads them. At ds000117's
+    scale (16 subjects, ~5 GB of float32 windows) this keeps the group level
+    from holding every subject in RAM at once.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    runs = [mne.read_epochs(path, preload=False, verbose=False) for path in deriv.epochs_files]
+    n_windows = sum(len(epochs) for epochs in runs)
+    n_times = len(runs[0].times)
+    out = {}
+    for kind, picks, scale in (("eeg", eeg, EEG_SCALE), ("meg", mag, MEG_SCALE)):
+        target = directory / f"sub-{deriv.subject}_{kind}.npy"
+        tmp = target.with_suffix(".tmp.npy")
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                          shape=(n_windows, len(picks), n_times))
+        start = 0
+        for epochs in runs:
+            array[start:start + len(epochs)] = epochs.get_data(picks=picks) * scale
+            start += len(epochs)
+        array.flush()
+        del array
+        tmp.replace(target)
+        out[kind] = np.load(target, mmap_mode="r")
+    conditions = np.concatenate([
+        np.array([{v: k for k, v in e.event_id.items()}[c] for c in e.events[:, 2]])
+        for e in runs
+    ])
+    return out["eeg"], out["meg"], conditions

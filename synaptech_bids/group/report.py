@@ -39,6 +39,10 @@ def verdicts(summary: pd.DataFrame) -> list[str]:
             text += (f"against a within-subject optimum of R² {row.optimum_r2_mean:.3f}: "
                      "EEG does not linearly predict this MEG even within a subject, so "
                      "no share of the optimum is meaningful.")
+        ceiling = row.get("noise_ceiling_r2_mean", np.nan)
+        if np.isfinite(ceiling):
+            text += (f" Noise ceiling (simulated truth: share of MEG variance from brain "
+                     f"sources) {ceiling:.3f}.")
         if row.r2_mean <= floor:
             text += " It does not beat predicting the training mean."
         elif physics is not None and model != "physics" and row.r2_mean <= physics:
@@ -50,7 +54,7 @@ def verdicts(summary: pd.DataFrame) -> list[str]:
 def write_group_report(
     output_dir: Path, scores: pd.DataFrame, summary: pd.DataFrame, evoked: pd.DataFrame,
     curves: pd.DataFrame, examples: dict[str, np.ndarray], mag_names: list[str],
-    sfreq: float, config: Config,
+    sfreq: float, config: Config, transfer: pd.DataFrame | None = None,
 ) -> Path:
     """Write ``OUTPUT_DIR/group.html`` and return its path."""
     report = mne.Report(title="EEG → MEG translation on held-out subjects", verbose=False)
@@ -65,6 +69,30 @@ def write_group_report(
         title="Summary",
     )
     report.add_figure(_scores_figure(scores), title="R² per held-out subject")
+    # each subject's translatability (participant level) next to its scores (issue 6)
+    from ..participant._07_translatability import group_table
+
+    report.add_html(
+        "<p>Per held-out subject: channel-mean R² of each model, the within-subject "
+        "optimum of the group windows, and the subject's translatability from its "
+        "continuous runs (participant level, five contiguous folds in time; the "
+        "'share of variance' weights channels by their variance). Both optima bound "
+        "what an instantaneous linear map can reach on that subject.</p>"
+        + group_table(output_dir, scores).to_html(index=False, float_format="%.3f"),
+        title="Translatability and held-out scores per subject",
+    )
+    if transfer is not None and len(transfer):
+        from .transfer import transfer_figure
+
+        report.add_figure(transfer_figure(transfer), title="Transfer across head positions")
+        report.add_html(
+            "<p>Each held-out subject's score against how far its head sat from the "
+            "training subjects' heads (RMS distance of the magnetometers in head "
+            "coordinates). A model that depends on head placement loses R² with "
+            "distance; one that uses each subject's geometry should not.</p>"
+            + transfer.to_html(index=False, float_format="%.3f"),
+            title="Transfer table",
+        )
     if len(evoked):
         table = evoked.pivot_table(index="model", columns="condition", values="evoked_r")
         report.add_html(table.to_html(float_format="%.3f"), title="Evoked fidelity (r)")

@@ -17,14 +17,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import distributed
 from .._version import __version__
 from ..bids_io.atomic import write_json, write_tsv
 from ..bids_io.derivatives import provenance, write_dataset_description
 from ..config import Config
 from ..progress import _say, step
 from ..translators import get_translator
-from .evaluate import SubjectArrays, evaluate, summarise, translator_params
-from .gather import EEG_SCALE, MEG_SCALE, common_channels, gather, load_subject
+from .evaluate import (
+    SubjectArrays,
+    evaluate,
+    stack_subjects,
+    summarise,
+    translator_params,
+)
+from .gather import EEG_SCALE, MEG_SCALE, cache_subject, common_channels, gather
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +49,10 @@ SCORE_COLUMNS = {
         "Description": "R² of the best spatial linear EEG-to-MEG map fitted on half "
         "of this subject's own windows and scored on the other half (two-fold, in "
         "time): the ceiling for any cross-subject spatial linear map"},
+    "noise_ceiling_r2": {
+        "Description": "simulated data only: the share of this magnetometer's variance "
+        "that comes from brain sources (simulator's truth, same band-pass; raw rate, "
+        "before ICA): no translator can explain more"},
     "r2_alpha": {"Description": "R² after band-pass 8-13 Hz"},
     "r2_beta": {"Description": "R² after band-pass 13-30 Hz"},
     "r2_gamma": {"Description": "R² after band-pass 30-100 Hz (capped below Nyquist)"},
@@ -60,33 +71,47 @@ def run_group_level(
     interruption resumes them (``force`` starts afresh).
     """
     checkpoints = Path(work_dir or Path(output_dir) / "work") / "group" / "checkpoints"
-    if force and checkpoints.exists():
+    # Under torchrun every rank computes and rank 0 alone writes (distributed.py).
+    main = distributed.is_main()
+    if force and checkpoints.exists() and main:
         shutil.rmtree(checkpoints)
     derivatives = gather(output_dir, subjects, config.group_eeg)
-    write_dataset_description(output_dir, source_description, bids_root)
+    if main:
+        write_dataset_description(output_dir, source_description, bids_root)
     eeg_names, mag_names, dropped = common_channels(derivatives)
     sfreq = derivatives[0].info["sfreq"]
+    # Windows are memory-mapped from the work directory, never all in RAM
+    # (one directory per rank under torchrun, so ranks never share a file).
+    arrays = checkpoints.parent / "arrays" / f"rank-{distributed.rank()}"
     data = []
     with step(f"loading {len(derivatives)} subjects"):
         for deriv in derivatives:
-            eeg, meg, conditions = load_subject(deriv, eeg_names, mag_names)
+            eeg, meg, conditions = cache_subject(deriv, eeg_names, mag_names, arrays)
             data.append(SubjectArrays(deriv.subject, eeg, meg, conditions))
-    if "physics" in config.translators:
+    if {"physics", "sourcespace", "adaptive"} & set(config.translators):  # need lead fields
         from ..translators.physics import lead_fields_from_info
 
         with step("lead fields (sphere model) per subject"):
-            for deriv, arrays in zip(derivatives, data):
+            for deriv, subject_arrays in zip(derivatives, data):
                 lf = lead_fields_from_info(deriv.info, eeg_names, mag_names)
                 # The group level works in µV and fT: scale the gains alike.
                 lf["L_eeg"] = lf["L_eeg"] * EEG_SCALE
                 lf["L_meg"] = lf["L_meg"] * MEG_SCALE
-                arrays.geometry = lf
+                subject_arrays.geometry = lf
 
     with step("leave-subjects-out evaluation"):
         scores, evoked, histories, examples = evaluate(
             data, mag_names, config, sfreq, seed, device, progress=_say,
-            checkpoint_root=checkpoints,
+            checkpoint_root=checkpoints, scratch=arrays,
         )
+    if not main:  # DDP needs every rank in the final fits too; nothing to write
+        _fit_final_models(data, config, sfreq, seed, device, None, checkpoints, arrays)
+        logger.info("rank %d wrote nothing: rank 0 writes the outputs", distributed.rank())
+        return
+    ceiling = _noise_ceiling(bids_root, [d.subject for d in data], config)
+    if ceiling is not None:
+        scores["noise_ceiling_r2"] = [ceiling[s].get(ch, np.nan)
+                                      for s, ch in zip(scores["subject"], scores["meg_channel"])]
     summary = summarise(scores)
     group_dir = Path(output_dir) / "group"
     write_tsv(group_dir / "desc-translation_scores.tsv", scores)
@@ -107,6 +132,18 @@ def run_group_level(
         "R², Pearson r and share of the within-subject optimum, with 95% "
         "intervals (1.96 standard errors across subjects)",
     })
+    from ..participant._07_translatability import subject_headlines
+
+    headlines = subject_headlines(output_dir, subjects)
+    if len(headlines):
+        write_tsv(group_dir / "desc-translatability_subjects.tsv", headlines)
+        write_json(group_dir / "desc-translatability_subjects.json", {
+            "Description": "each subject's translatability headline (participant level, "
+            "desc-translatability_channels), runs combined weighted by their samples; "
+            "r2_cv, r2_<band>, gaussian_share: share of all magnetometer variance"})
+    transfer = _transfer(derivatives, mag_names, scores)
+    write_tsv(group_dir / "desc-transfer_scores.tsv", transfer)
+    write_json(group_dir / "desc-transfer_scores.json", TRANSFER_COLUMNS)
     write_tsv(group_dir / "desc-evoked_fidelity.tsv", evoked)
     write_json(group_dir / "desc-evoked_fidelity.json", {
         "evoked_r": {"Description": "correlation (over channels and times) of the "
@@ -123,12 +160,58 @@ def run_group_level(
 
     with step("final models on all subjects"):
         _fit_final_models(data, config, sfreq, seed, device, group_dir / "models",
-                          checkpoints)
+                          checkpoints, arrays)
     from .report import write_group_report
 
     report = write_group_report(output_dir, scores, summary, evoked, curves, examples,
-                                mag_names, sfreq, config)
+                                mag_names, sfreq, config, transfer=transfer)
     _say(f"group results: {group_dir}  report: {report}")
+
+
+TRANSFER_COLUMNS = {
+    "Description": "per model and held-out subject: channel-mean R² against the "
+    "distance of its head position from the training subjects' (group/transfer.py)",
+    "head_distance_mean_mm": {"Description": "RMS distance between the held-out and a "
+                              "training subject's magnetometer positions in head "
+                              "coordinates (runs averaged), mean over training subjects",
+                              "Units": "mm"},
+    "head_distance_nearest_mm": {"Description": "the same, nearest training subject",
+                                 "Units": "mm"},
+    "share_of_optimum": {"Description": "r2 / optimum_r2 (empty where the optimum is not "
+                         "positive)"},
+}
+
+
+def _transfer(derivatives: list, mag_names: list[str], scores: pd.DataFrame) -> pd.DataFrame:
+    from .transfer import (
+        head_distances_mm,
+        magnetometer_positions_head,
+        read_run_infos,
+        transfer_table,
+    )
+
+    positions = {
+        d.subject: magnetometer_positions_head(read_run_infos(d.epochs_files), mag_names)
+        for d in derivatives
+    }
+    return transfer_table(scores, head_distances_mm(positions))
+
+
+def _noise_ceiling(bids_root: Path, subjects: list[str],
+                   config: Config) -> dict[str, dict[str, float]] | None:
+    """On simulated data, each magnetometer's share of variance from brain sources.
+
+    Read from the simulator's ground truth (``derivatives/simulation``),
+    band-passed as the participant level does; ``None`` on real data.
+    """
+    truth = Path(bids_root) / "derivatives" / "simulation"
+    if not truth.is_dir():
+        return None
+    from ..simulate import source_variance_share
+
+    with step("noise ceiling from the simulator's truth"):
+        return {s: source_variance_share(bids_root, s, l_freq=config.l_freq or None,
+                                         h_freq=config.h_freq) for s in subjects}
 
 
 def _history_table(histories: dict[str, list]) -> pd.DataFrame:
@@ -141,10 +224,9 @@ def _history_table(histories: dict[str, list]) -> pd.DataFrame:
 
 
 def _fit_final_models(data: list[SubjectArrays], config: Config, sfreq: float, seed: int,
-                      device: str, models_dir: Path, checkpoints: Path) -> None:
-    eeg = np.concatenate([d.eeg for d in data])
-    meg = np.concatenate([d.meg for d in data])
-    groups = np.concatenate([np.full(len(d.eeg), d.subject) for d in data])
+                      device: str, models_dir: Path | None, checkpoints: Path,
+                      scratch: Path | None = None) -> None:
+    eeg, meg, groups = stack_subjects(data, scratch)
     geometry = None
     if all(d.geometry is not None for d in data):
         geometry = {d.subject: d.geometry for d in data}
@@ -155,5 +237,6 @@ def _fit_final_models(data: list[SubjectArrays], config: Config, sfreq: float, s
         if "checkpoint_dir" in inspect.signature(translator.fit).parameters:
             kwargs["checkpoint_dir"] = str(checkpoints / f"{name}_final")
         translator.fit(eeg, meg, groups=groups, geometry=geometry, **kwargs)
-        translator.save(models_dir / f"desc-{name}_model")
-        logger.info("final %s model saved (%s)", name, __version__)
+        if models_dir is not None:
+            translator.save(models_dir / f"desc-{name}_model")
+            logger.info("final %s model saved (%s)", name, __version__)

@@ -15,12 +15,15 @@ output that uses it.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import mne
 import numpy as np
 import pandas as pd
+from mne.io.constants import FIFF
 
 from ..errors import AppError, ExitCode
 
@@ -148,3 +151,64 @@ def head_movement_mm(dev_head_ts: list[np.ndarray]) -> np.ndarray:
     """
     origins = np.array([np.linalg.inv(t)[:3, 3] for t in dev_head_ts])
     return 1e3 * np.linalg.norm(origins - origins[0], axis=1)
+
+
+# ----------------------------------------------------------------- T1w space
+#: Digitised cardinal points (FIFF idents) and the BIDS landmark names they match.
+_CARDINALS = {1: "LPA", 2: "NAS", 3: "RPA"}
+
+
+def find_t1w(bids_root: Path, subject: str) -> Path | None:
+    """The subject's T1w image whose sidecar has anatomical landmarks, if any.
+
+    ds000117 keeps it in ``ses-mri/anat`` with ``AnatomicalLandmarkCoordinates``
+    (voxel indices of NAS, LPA and RPA) in its JSON sidecar.
+    """
+    for path in sorted(Path(bids_root).glob(f"sub-{subject}/**/anat/*_T1w.nii*")):
+        sidecar = Path(str(path).split(".nii")[0] + ".json")
+        if sidecar.is_file() and "AnatomicalLandmarkCoordinates" in json.loads(
+            sidecar.read_text()
+        ):
+            return path
+    return None
+
+
+def head_to_t1w(info: mne.Info, t1w: Path) -> tuple[np.ndarray, float]:
+    """Rigid transform from the head frame to the T1w's scanner space (metres).
+
+    The head frame is defined by the digitised nasion and pre-auricular
+    points; the same points marked on the T1w (voxel indices, mapped to
+    scanner RAS with the image's affine by nibabel) fix where that frame
+    sits in the scanner. The rotation and translation are fitted by least
+    squares (:func:`mne.coreg.fit_matched_points`, no scaling); the residual
+    says how well the digitised and the MRI landmarks agree.
+
+    Returns
+    -------
+    trans : ndarray, shape (4, 4)
+        Head coordinates (m) → T1w scanner RAS (m).
+    error_mm : float
+        RMS distance of the fitted landmarks from the MRI landmarks.
+    """
+    import nibabel as nib
+
+    landmarks = json.loads(Path(str(t1w).split(".nii")[0] + ".json").read_text())[
+        "AnatomicalLandmarkCoordinates"
+    ]
+    head = {
+        _CARDINALS[d["ident"]]: d["r"] for d in (info["dig"] or [])
+        if d["kind"] == FIFF.FIFFV_POINT_CARDINAL and d["ident"] in _CARDINALS
+        and d["coord_frame"] == FIFF.FIFFV_COORD_HEAD
+    }
+    missing = sorted(set(_CARDINALS.values()) - set(head))
+    missing += sorted(set(_CARDINALS.values()) - set(landmarks))
+    if missing:
+        raise AppError(f"cannot place the head in {Path(t1w).name}: landmark(s) "
+                       f"{', '.join(sorted(set(missing)))} missing", ExitCode.BAD_DATA)
+    affine = nib.load(t1w).affine
+    names = sorted(_CARDINALS.values())
+    src = np.array([head[n] for n in names])
+    tgt = mne.transforms.apply_trans(affine, np.array([landmarks[n] for n in names])) * 1e-3
+    trans = mne.coreg.fit_matched_points(src, tgt, out="trans")
+    error = np.sqrt(np.mean(np.sum((mne.transforms.apply_trans(trans, src) - tgt) ** 2, 1)))
+    return trans, float(error * 1e3)

@@ -106,6 +106,17 @@ def write_subject_report(subject: str, runs: list[Run], output_dir: Path,
         evoked = epochs[condition].average(picks=["eeg", "mag"])
         report.add_figure(_evoked_figure(evoked), title=f"Evoked: {condition}",
                           section="Evoked responses")
+
+    # MI matrix, topographies, distance curve, lag profile and TE (issue 4).
+    from ._figures import add_information_section
+
+    add_information_section(report, [run_outputs(run, output_dir) for run in runs],
+                            epochs_list[0].copy().pick("eeg").info)
+    # what any translator can hope for on this subject (issue 6)
+    from ._07_translatability import add_to_report
+
+    add_to_report(report, [run_outputs(run, output_dir)["translatability"].fpath
+                           for run in runs], epochs_list[0].info)
     target = Path(output_dir) / f"sub-{subject}.html"
     with atomic_path(target, suffix=".html") as tmp:
         report.save(tmp, overwrite=True, open_browser=False, verbose=False)

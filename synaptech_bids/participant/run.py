@@ -16,8 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import mne
 import numpy as np
 import pandas as pd
+from mne_bids import BIDSPath
 
 from .._version import __version__
 from ..bids_io.atomic import atomic_path, write_json, write_tsv
@@ -29,9 +31,10 @@ from ..progress import step
 from ._01_preprocess import preprocess_raw
 from ._02_ica import remove_artefacts
 from ._03_epochs import epochs_like, evoked_snr, make_epochs
-from ._04_coregister import head_movement_mm, sensor_positions
+from ._04_coregister import find_t1w, head_movement_mm, head_to_t1w, sensor_positions
 from ._05_pairing import PAIRS_COLUMNS, distance_table, pair_sensors
 from ._06_information import shared_information
+from ._07_translatability import run_translatability, write_translatability
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +91,8 @@ def run_outputs(run: Run, output_dir: Path) -> dict[str, Any]:
                                        suffix="connectivity", extension=".tsv"),
         "pruned": derivative_path(bp, output_dir, desc="pruned", suffix="channels",
                                   extension=".tsv"),
+        "translatability": derivative_path(bp, output_dir, desc="translatability",
+                                           suffix="channels", extension=".tsv"),
         "log": derivative_path(bp, output_dir, desc="preproc", suffix="log",
                                extension=".json"),
     }
@@ -157,10 +162,49 @@ def process_subject(
         "epochs_kept": {"Description": "epochs kept after rejection"},
         "epochs_total": {"Description": "events epoched"},
     })
+    write_t1w_electrodes(subject, runs[0], output_dir, config)
     from .report import write_subject_report
 
     with step(f"sub-{subject} report"):
         write_subject_report(subject, runs, output_dir, config)
+
+
+def write_t1w_electrodes(subject: str, run: Run, output_dir: Path, config: Config) -> None:
+    """EEG electrodes in the T1w's scanner space, when the subject has a T1w
+    with anatomical landmarks (ds000117: ``ses-mri/anat``); else nothing.
+
+    Electrodes are fixed to the head, so one table serves every run.
+    """
+    t1w = find_t1w(run.bids_path.root, subject)
+    if t1w is None:
+        logger.info("sub-%s: no T1w with anatomical landmarks; electrodes stay in head "
+                    "coordinates", subject)
+        return
+    info = read_run(run.bids_path, with_events=False).info
+    positions = sensor_positions(info, config.allow_standard_montage)
+    if positions.eeg_source != "digitisation":
+        logger.warning("sub-%s: template electrode positions are not placed in the T1w",
+                       subject)
+        return
+    trans, error_mm = head_to_t1w(info, t1w)
+    table = pd.DataFrame(mne.transforms.apply_trans(trans, positions.eeg_pos),
+                         columns=["x", "y", "z"]).round(6)
+    table.insert(0, "name", positions.eeg_names)
+    session = run.bids_path.session
+    electrodes = BIDSPath(root=output_dir, subject=subject, session=session, datatype="meg",
+                          space="T1w", suffix="electrodes", extension=".tsv", check=False)
+    write_tsv(electrodes.fpath, table)
+    write_json(electrodes.copy().update(suffix="coordsystem", extension=".json").fpath, {
+        "EEGCoordinateSystem": "Other",
+        "EEGCoordinateSystemDescription": "scanner RAS of the T1w image (its NIfTI "
+        "affine), reached from the Neuromag head frame by a rigid fit of the digitised "
+        "to the MRI anatomical landmarks (NAS, LPA, RPA)",
+        "EEGCoordinateUnits": "m",
+        "IntendedFor": "bids::" + t1w.relative_to(run.bids_path.root).as_posix(),
+        "LandmarkFitErrorMM": round(error_mm, 2),
+        "HeadToT1wTransform": trans.round(9).tolist(),
+        "Provenance": provenance(),
+    })
 
 
 def write_information(info: dict[str, Any], outputs: dict[str, Any]) -> None:
@@ -245,15 +289,18 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
     after filtering) and ``desc-ica`` (EEG cleaned of EOG/ECG components);
     the MEG is ICA-cleaned in both.
     """
-    # Wall seconds per step, for the log and benchmarks/bench_participant.py.
+    # Wall and CPU seconds per step, for the log and
+    # benchmarks/bench_participant.py (CPU time tells cost on a loaded machine).
     timings: dict[str, float] = {}
-    clock = time.perf_counter()
+    cpu_times: dict[str, float] = {}
+    clock, cpu_clock = time.perf_counter(), time.process_time()
 
     def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
+        nonlocal clock, cpu_clock
+        now, cpu_now = time.perf_counter(), time.process_time()
         timings[name] = round(now - clock, 3)
-        clock = now
+        cpu_times[name] = round(cpu_now - cpu_clock, 3)
+        clock, cpu_clock = now, cpu_now
 
     raw = read_run(run.bids_path)
     positions = sensor_positions(raw.info, config.allow_standard_montage)
@@ -317,9 +364,14 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
     lap("positions_pairing")
     with step("  shared information (MI, surrogates, TE, distance)"):
         info = shared_information(raw_ica, epochs_ica, distances, pairs, config, seed)
+    lap("information")
+    with step("  translatability (linear optimum, multivariate MI)"):
+        write_translatability(run_translatability(raw_ica),
+                              outputs["translatability"].fpath)
+    lap("translatability")
     del raw_ica
     write_information(info, outputs)
-    lap("information")
+    lap("information_write")
 
     write_json(outputs["log"].fpath, {
         "Source": run.name,
@@ -336,5 +388,6 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
         },
         "Config": config.to_dict(),
         "TimingsSeconds": timings,
+        "CPUSeconds": cpu_times,
         "Provenance": provenance(),
     })

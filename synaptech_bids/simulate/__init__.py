@@ -7,10 +7,13 @@
 Modules: :mod:`.geometry` (sensors, digitisation, head position),
 :mod:`.sources` (cortex, patches, networks, signals), :mod:`.recording`
 (events, forward model, artefacts, noise, chunked synthesis), :mod:`.writer`
-(BIDS files and ground truth), :mod:`.cli` (``synaptech-bids-simulate``).
+(BIDS files and ground truth), :mod:`.cli` (``synaptech-bids-simulate``),
+:mod:`.calibration` (statistics against a real covariance, and the noise
+ceiling :func:`source_variance_share`).
 See ``docs/simulator.md``.
 """
 
+from .calibration import source_variance_share
 from .writer import SESSION, TASK, load_truth, simulate_dataset
 
-__all__ = ["simulate_dataset", "load_truth", "TASK", "SESSION"]
+__all__ = ["simulate_dataset", "load_truth", "source_variance_share", "TASK", "SESSION"]

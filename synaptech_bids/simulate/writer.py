@@ -48,6 +48,7 @@ _DIRECT_WRITE_BYTES = 256 * 1024**2
 _DEFAULTS: dict[str, Any] = {
     "n_patches": 6,
     "n_background": 300,
+    "background_sigma_mm": 8.0,
     "source_spacing_mm": 6.0,
     "spread_deg": None,
     "spread_amp": 0.2,
@@ -119,7 +120,9 @@ def simulate_dataset(
         Power-line frequency (Hz).
     **options
         ``n_patches`` (6) extra shared 1/f patches; ``n_background`` (300)
-        background components; ``source_spacing_mm`` (6.0) cortex sampling;
+        background components; ``background_sigma_mm`` (8.0) their width
+        (the background's spatial correlation length); ``source_spacing_mm``
+        (6.0) cortex sampling;
         ``spread_deg`` (``2 * spread_mm``) RMS rotation of shared patches;
         ``spread_amp`` (0.2) log-normal amplitude spread; ``evoked_scale``
         (1.0) multiplies the evoked dipole moments (tests use 2 to see
@@ -168,6 +171,7 @@ def simulate_dataset(
             spread_amp=float(opts["spread_amp"]),
             n_patches=int(opts["n_patches"]),
             n_background=int(opts["n_background"]),
+            background_sigma_mm=float(opts["background_sigma_mm"]),
             evoked_scale=float(opts["evoked_scale"]),
         )
         _write_subject_truth(root, label, src, comps)

@@ -14,15 +14,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from .adaptive import AdaptiveTranslator
 from .base import NotFittedError, Translator, r2_per_channel
 from .physics import PhysicsTranslator, lead_fields_from_info, wiener_map
 from .ridge import RidgeTranslator
+from .sourcespace import SourceSpaceTranslator
 from .synaptechnet import SynaptechNet, SynaptechNetTranslator
 
 #: name -> class; ``Translator.load`` resolves saved models through this
 #: table only, so a JSON file cannot make it import arbitrary code.
 TRANSLATORS: dict[str, type[Translator]] = {
-    cls.name: cls for cls in (PhysicsTranslator, RidgeTranslator, SynaptechNetTranslator)
+    cls.name: cls
+    for cls in (
+        PhysicsTranslator,
+        RidgeTranslator,
+        SynaptechNetTranslator,
+        SourceSpaceTranslator,
+        AdaptiveTranslator,
+    )
 }
 
 
@@ -50,9 +59,11 @@ def load_translator(path: str) -> Translator:
 
 __all__ = [
     "TRANSLATORS",
+    "AdaptiveTranslator",
     "NotFittedError",
     "PhysicsTranslator",
     "RidgeTranslator",
+    "SourceSpaceTranslator",
     "SynaptechNet",
     "SynaptechNetTranslator",
     "Translator",

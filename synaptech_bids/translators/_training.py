@@ -16,11 +16,30 @@ What it guarantees
   machine and thread count.
 * Early stopping on validation windows that the caller draws from whole
   *training* subjects; this module never sees held-out data.
+
+Under ``torchrun`` (a process group set up by :mod:`synaptech_bids.distributed`)
+the same loop trains with ``DistributedDataParallel`` (with more than one
+rank; ``torchrun --nproc_per_node=1`` trains exactly as a plain run):
+
+* every rank draws the same seeded permutation and takes the rank-strided
+  share of each *global* batch (``batch_size`` stays the global batch, as a
+  ``DistributedSampler`` over that permutation would give), and each rank's
+  loss is weighted so that the averaged gradient is the gradient of the
+  global batch: a run on N processes follows a one-process run with the
+  same ``batch_size`` up to floating-point summation order;
+* dropout draws from a per-rank stream (rank 0 keeps the plain run's);
+* training and validation losses are summed over ranks, so the early
+  stopping decision is the same on every rank;
+* only rank 0 writes the checkpoint (with every rank's RNG state); on
+  resume rank 0 reads it and broadcasts its bytes, so other nodes need not
+  see rank 0's disk.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import math
 import os
 import time
@@ -31,9 +50,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.numpy import load as _st_load
+from safetensors.numpy import save as _st_save
 from torch import nn
 
+from .. import distributed
 from . import io as _io
+
+logger = logging.getLogger(__name__)
 
 #: Called after each epoch with that epoch's history row; returning True
 #: stops training there (the checkpoint is already written), as a job
@@ -75,12 +99,19 @@ class TrainResult:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; validates the others."""
+    """``"auto"`` -> CUDA when available, else CPU; validates the others.
+
+    Under torchrun on GPUs, a bare ``cuda`` is this process's own GPU
+    (``LOCAL_RANK``, made current by :func:`synaptech_bids.distributed.session`).
+    """
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' requested but CUDA is not available")
+    if dev.type == "cuda" and dev.index is None and distributed.active():
+        dev = torch.device("cuda", torch.cuda.current_device())
     return dev
 
 
@@ -157,18 +188,64 @@ def _numpy_to_state(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, to
 def _evaluate(
     model: nn.Module, make_batch: MakeBatch, n: int, bs: int, device: torch.device, amp_dtype: Any
 ) -> float:
-    """Mean squared error over the ``n`` validation windows (eval mode)."""
+    """Mean squared error over the ``n`` validation windows (eval mode).
+
+    Under DDP each rank scores every ``world_size``-th window and the sums
+    are added up over ranks, so every rank returns the same number.
+    """
+    rank, world = distributed.rank(), distributed.world_size()
+    mine = np.arange(rank, n, world)
     model.eval()
     sse, count = 0.0, 0
     with torch.no_grad():
-        for start in range(0, n, bs):
-            x, y = make_batch(np.arange(start, min(n, start + bs)), "val")
+        for start in range(0, len(mine), bs):
+            x, y = make_batch(mine[start : start + bs], "val")
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 out = model(x)
             sse += float(nn.functional.mse_loss(out.float(), y, reduction="sum"))
             count += y.numel()
     model.train()
+    if world > 1:
+        sse, count = distributed.all_reduce_sum([sse, count])
     return sse / max(count, 1)
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    # A stream per rank for dropout; rank 0 keeps the plain run's stream.
+    return (int(seed) * 1_000_003 + 7919 * rank) % (2**63)
+
+
+def _pack(tensors: dict[str, np.ndarray], meta: dict) -> bytes:
+    header = json.dumps(meta).encode()
+    return len(header).to_bytes(8, "little") + header + _st_save(tensors)
+
+
+def _unpack(blob: bytes) -> tuple[dict[str, np.ndarray], dict]:
+    n = int.from_bytes(blob[:8], "little")
+    return _st_load(blob[8 + n :]), json.loads(blob[8 : 8 + n])
+
+
+def _read_checkpoint(ckpt: Path | None) -> tuple[dict[str, np.ndarray], dict] | None:
+    """The checkpoint, read by rank 0 and broadcast as bytes (None if absent)."""
+    if ckpt is None:
+        return None
+    if not distributed.active():
+        return _io.load_tensors_json(ckpt) if _io.exists(ckpt) else None
+    blob = None
+    if distributed.is_main() and _io.exists(ckpt):
+        blob = _pack(*_io.load_tensors_json(ckpt))
+    blob = distributed.broadcast_bytes(blob)
+    return _unpack(blob) if blob else None
+
+
+def _byte_tensor(raw: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+
+
+def _rng_state_bytes(device: torch.device) -> bytes:
+    cpu = torch.get_rng_state().numpy().tobytes()
+    cuda = torch.cuda.get_rng_state(device).numpy().tobytes() if device.type == "cuda" else b""
+    return len(cpu).to_bytes(8, "little") + cpu + cuda
 
 
 def train(
@@ -195,10 +272,12 @@ def train(
     n_train, n_val : int
         Sizes of the two subsets (``n_val=0`` disables early stopping).
     cfg : TrainConfig
+        ``batch_size`` is the global batch, over all ranks under torchrun.
     device : torch.device
     checkpoint_dir : path-like, optional
         Where ``checkpoint.safetensors`` / ``.json`` live. An existing
-        checkpoint with the same ``fingerprint`` is resumed.
+        checkpoint with the same ``fingerprint`` is resumed. Under torchrun
+        only rank 0 reads and writes it.
     stop_hook : callable, optional
         See :data:`StopHook`.
     fingerprint : str
@@ -223,6 +302,9 @@ def train(
     gen = torch.Generator().manual_seed(int(cfg.seed) + 1)
     bs = int(cfg.batch_size)
     n_batches = math.ceil(n_train / bs)
+    dist_on = distributed.active()
+    rank, world = distributed.rank(), distributed.world_size()
+    is_main = rank == 0
 
     st: dict[str, Any] = {
         "epoch": 0,
@@ -236,12 +318,26 @@ def train(
         "done": False,
         "stopped_early": False,
     }
+    # this rank's share of the running loss, not yet summed over ranks
+    local = {"loss": 0.0, "n": 0}
     perm: torch.Tensor | None = None
     best_state: dict[str, torch.Tensor] | None = None
     ckpt = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
 
+    def flush_loss() -> None:
+        loss, n = local["loss"], local["n"]
+        if world > 1:
+            loss, n = distributed.all_reduce_sum([loss, n])
+        st["run_loss"] += loss
+        st["run_n"] += int(n)
+        local["loss"], local["n"] = 0.0, 0
+
     def save_checkpoint() -> None:
         if ckpt is None:
+            return
+        flush_loss()
+        rng_states = distributed.all_gather_bytes(_rng_state_bytes(device)) if dist_on else []
+        if not is_main:
             return
         tensors: dict[str, Any] = _state_to_numpy(model.state_dict(), "model.")
         if best_state is not None:
@@ -252,6 +348,8 @@ def train(
         tensors["rng.sampler"] = gen.get_state().numpy()
         if use_cuda:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(device).numpy()
+        for r, blob in enumerate(rng_states):
+            tensors[f"rng.rank{r}"] = np.frombuffer(blob, np.uint8).copy()
         if perm is not None:
             tensors["sampler.perm"] = perm.numpy()
         meta = {
@@ -261,11 +359,13 @@ def train(
             "optimizer": opt_meta,
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "has_best": best_state is not None,
+            "world_size": world,
         }
         _io.save_tensors_json(ckpt, tensors, meta)
 
-    if ckpt is not None and _io.exists(ckpt):
-        tensors, meta = _io.load_tensors_json(ckpt)
+    saved = _read_checkpoint(ckpt)
+    if saved is not None:
+        tensors, meta = saved
         if meta.get("fingerprint") != fingerprint:
             raise ValueError(
                 f"checkpoint {ckpt} was written for other data or settings; "
@@ -288,13 +388,36 @@ def train(
         gen.set_state(tt["rng.sampler"])
         if use_cuda and "rng.cuda" in tt:
             torch.cuda.set_rng_state(tt["rng.cuda"], device)
+        if world > 1:
+            own = tensors.get(f"rng.rank{rank}")
+            if own is not None and int(meta.get("world_size", 1)) == world:
+                raw = own.tobytes()
+                n_cpu = int.from_bytes(raw[:8], "little")
+                torch.set_rng_state(_byte_tensor(raw[8 : 8 + n_cpu]))
+                if use_cuda and len(raw) > 8 + n_cpu:
+                    torch.cuda.set_rng_state(_byte_tensor(raw[8 + n_cpu :]), device)
+            elif rank > 0:
+                # another world size: weights, optimiser and batch order carry
+                # over exactly; dropout continues from a fresh per-rank stream
+                torch.manual_seed(_rank_seed(cfg.seed, rank) + int(meta["state"]["epoch"]))
         perm = tt.get("sampler.perm")
         st.update(meta["state"])
-        if log:
+        if log and is_main:
             log(f"resumed from {ckpt} at epoch {st['epoch']}, batch {st['batch']}")
+    elif world > 1 and rank > 0:
+        torch.manual_seed(_rank_seed(cfg.seed, rank))
+
+    net: nn.Module = model
+    if world > 1:  # alone in the world (torchrun x1) there is nothing to synchronise
+        from torch.nn.parallel import DistributedDataParallel
+
+        # The constructor broadcasts rank 0's weights: every rank starts equal.
+        net = DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
+    has_buffers = world > 1 and any(True for _ in model.buffers())
 
     model.train()
     interrupted = False
+    every = int(cfg.checkpoint_every_batches)
     while not st["done"]:
         t0 = time.perf_counter()
         if perm is None:
@@ -303,23 +426,44 @@ def train(
         while st["batch"] < n_batches:
             b = st["batch"]
             idx = perm[b * bs : (b + 1) * bs].numpy()
+            n_global, weight = len(idx), 1.0
+            if world > 1:
+                # this rank's share of the global batch (DistributedSampler order)
+                idx = idx[rank::world]
+                if len(idx) == 0:  # a last batch smaller than the world
+                    idx, weight = perm[b * bs : b * bs + 1].numpy(), 0.0
             x, y = make_batch(idx, "train")
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                out = model(x)
-            loss = nn.functional.mse_loss(out.float(), y)
+                out = net(x)
+            if world > 1:
+                # DDP averages gradients over ranks; weighting each rank's sum
+                # by world / global size makes that the global batch's mean
+                sse = nn.functional.mse_loss(out.float(), y, reduction="sum") * weight
+                per_window = y[0].numel()
+                loss = sse * (world / (n_global * per_window))
+                local["loss"] += float(sse.detach()) / per_window
+                local["n"] += int(len(idx) * weight)
+            else:
+                loss = nn.functional.mse_loss(out.float(), y)
+                local["loss"] += float(loss.detach()) * len(idx)
+                local["n"] += len(idx)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            st["run_loss"] += float(loss.detach()) * len(idx)
-            st["run_n"] += len(idx)
             st["batch"] = b + 1
-            every = int(cfg.checkpoint_every_batches)
             if every > 0 and st["batch"] % every == 0 and st["batch"] < n_batches:
                 save_checkpoint()
+        flush_loss()
         train_loss = st["run_loss"] / max(st["run_n"], 1)
         val_loss = math.nan
         if n_val > 0:
+            if has_buffers:
+                # batch-norm statistics drift apart per rank; score with rank 0's
+                import torch.distributed as dist
+
+                for buf in model.buffers():
+                    dist.broadcast(buf, 0)
             val_loss = _evaluate(model, make_batch, n_val, bs, device, amp_dtype)
         st["epoch"] += 1
         row = {
@@ -342,7 +486,7 @@ def train(
             st["done"] = True
         perm = None
         save_checkpoint()
-        if log:
+        if log and is_main:
             log(
                 f"epoch {row['epoch']}: train {train_loss:.5g} val {val_loss:.5g} "
                 f"({row['time_s']:.2f} s)"

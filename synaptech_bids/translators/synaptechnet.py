@@ -380,6 +380,8 @@ class SynaptechNetTranslator(Translator):
         Adam settings.
     batch_size, max_epochs, patience : int
         Mini-batch size, epoch limit, early-stopping patience (epochs).
+        Under ``torchrun`` ``batch_size`` is the global batch, shared among
+        the ranks, so N processes optimise as one process does.
     min_delta : float
         Minimum validation-loss improvement that resets the patience.
     val_fraction : float
@@ -522,7 +524,9 @@ class SynaptechNetTranslator(Translator):
         geometry : ignored
         checkpoint_dir : path-like, optional
             Checkpoint directory; an existing checkpoint of the same data
-            and settings is resumed (bit-identical result on CPU).
+            and settings is resumed (bit-identical result on CPU). Under
+            ``torchrun`` only rank 0 writes it, and on resume rank 0 reads it
+            and sends it to the other ranks (they need not share its disk).
         stop_hook : callable, optional
             ``stop_hook(history_row) -> bool`` after each epoch; True stops
             (as a wall-time limit would). ``completed_`` is then False and

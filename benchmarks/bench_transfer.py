@@ -1,0 +1,158 @@
+"""Transfer benchmark (issue 6, item 4): scores against between-subject spread.
+
+For each between-subject spread of the simulator's brains (0, 5, 10, 20 mm)
+it builds subjects exactly as ``simulate_dataset`` does (sphere head,
+canonical Neuromag-306, mgh70 cap, head positions differing by ~3.5 mm, the
+folded-cortex source model with its networks, shared patches and
+subject-specific background, spread by ``spread_mm``), but draws their
+ongoing activity as independent Gaussian time courses of each component at
+its RMS amplitude (the instantaneous covariance is what a spatial map sees;
+evoked components, artefacts and line noise are left out) plus white sensor
+noise at the simulator's levels (mags 3 fT/sqrt(Hz), EEG 2.5 uV). Then
+leave-one-subject-out, every translator is fitted on the other subjects and
+scored on the held-out one, as a share of that subject's within-subject
+optimum (``group.metrics.within_subject_optimum``, cross-validated in time):
+
+- ``ridge``: sensor-space ridge map (no lags), penalty by inner CV;
+- ``sourcespace``: the learned source prior through the subject's lead fields;
+- ``adaptive``: that prior adapted by SBL to the subject's EEG;
+- ``subject-sbl``: SBL on the subject's EEG from a flat prior (reference).
+
+The translators' lead fields are the app's own (``lead_fields_from_info``:
+sphere model, volume grid in head coordinates, free dipoles), not the
+simulator's cortex: like real data, the model's source space is not the
+truth's.
+
+    python benchmarks/bench_transfer.py                    # 4 subjects, 4 spreads (~30 min)
+    python benchmarks/bench_transfer.py --spreads 0 10 --subjects 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+SFREQ = 250.0
+EEG_SCALE, MEG_SCALE = 1e6, 1e15  # V -> µV, T -> fT, as the group level
+MAG_NOISE = 3e-15 * np.sqrt(SFREQ / 2)
+EEG_NOISE = 2.5e-6
+
+
+def make_subjects(spread_mm: float, n_subjects: int, seed: int, n_windows: int,
+                  n_times: int, grid_mm: float) -> list[dict]:
+    """Arrays (µV, fT) and app lead fields of ``n_subjects`` simulated subjects."""
+    import mne
+
+    from synaptech_bids.simulate import geometry, recording, sources
+    from synaptech_bids.translators import lead_fields_from_info
+
+    def seq(*key):
+        return np.random.default_rng(np.random.SeedSequence([seed, *key]))
+
+    out = []
+    for s in range(1, n_subjects + 1):
+        geom = geometry.make_subject_geometry(f"{s:02d}", seq(1, s), dev_spread_mm=3.5)
+        src = sources.subject_source_space(geom.sphere_origin, geom.sphere_radius, 6.0)
+        comps = sources.make_components(
+            src, geom.sphere_origin, geom.sphere_radius, shared_rng=seq(0),
+            subject_rng=seq(2, s), spread_mm=spread_mm,
+        )
+        comps = [c for c in comps if c.kind != "evoked"]
+        info = geometry.make_info(geom, geom.dev_head_t, SFREQ)
+        gain, _, picks = recording.compute_gain(info, geom, src)
+        mix = sources.component_mixing(comps, gain)  # (n_picks, n_comp), per nAm
+        names = [info["ch_names"][p] for p in picks]
+        types = np.array(info.get_channel_types())[picks]
+        mags = [n for n, t in zip(names, types) if t == "mag"]
+        eegs = [n for n, t in zip(names, types) if t == "eeg"]
+        rows_m = [names.index(n) for n in mags]
+        rows_e = [names.index(n) for n in eegs]
+        amp = np.array([c.amplitude for c in comps])
+        rng = seq(3, s)
+        z = rng.standard_normal((n_windows, len(comps), n_times)) * amp[None, :, None]  # nAm
+        eeg = np.einsum("ck,wkt->wct", mix[rows_e], z)
+        meg = np.einsum("ck,wkt->wct", mix[rows_m], z)
+        eeg += EEG_NOISE * rng.standard_normal(eeg.shape)
+        meg += MAG_NOISE * rng.standard_normal(meg.shape)
+        lf = lead_fields_from_info(info, eegs, mags, sphere=mne.make_sphere_model(
+            geom.sphere_origin, geom.sphere_radius, info, verbose=False), grid_mm=grid_mm)
+        lf["L_eeg"] = lf["L_eeg"] * EEG_SCALE
+        lf["L_meg"] = lf["L_meg"] * MEG_SCALE
+        out.append({"label": f"{s:02d}", "eeg": eeg * EEG_SCALE, "meg": meg * MEG_SCALE,
+                    "lf": lf})
+    return out
+
+
+def transfer_scores(subjects: list[dict]) -> dict[str, list[float]]:
+    """Leave-one-subject-out share of the within-subject optimum per translator."""
+    from synaptech_bids.group.metrics import within_subject_optimum
+    from synaptech_bids.translators import (
+        AdaptiveTranslator,
+        RidgeTranslator,
+        SourceSpaceTranslator,
+        r2_per_channel,
+    )
+
+    models = {
+        "ridge": lambda: RidgeTranslator(lags=(0,)),
+        "sourcespace": SourceSpaceTranslator,
+        "adaptive": AdaptiveTranslator,
+        "subject-sbl": lambda: AdaptiveTranslator(prior="none"),
+    }
+    shares: dict[str, list[float]] = {k: [] for k in models}
+    shares["optimum_r2"] = []
+    for k, test in enumerate(subjects):
+        train = [s for j, s in enumerate(subjects) if j != k]
+        eeg = np.concatenate([s["eeg"] for s in train])
+        meg = np.concatenate([s["meg"] for s in train])
+        groups = np.concatenate([np.full(len(s["eeg"]), s["label"]) for s in train])
+        geometry = {s["label"]: s["lf"] for s in train}
+        optimum = float(np.mean(within_subject_optimum(test["eeg"], test["meg"])))
+        shares["optimum_r2"].append(optimum)
+        for name, make in models.items():
+            t0 = time.perf_counter()
+            model = make().fit(eeg, meg, groups, geometry=geometry)
+            pred = model.predict(test["eeg"], geometry=test["lf"])
+            r2 = float(np.mean(r2_per_channel(test["meg"], pred)))
+            shares[name].append(r2 / optimum)
+            print(f"    held out {test['label']}: {name:12s} R² {r2:6.3f} "
+                  f"({100 * r2 / optimum:5.1f}% of optimum {optimum:.3f}) "
+                  f"{time.perf_counter() - t0:5.1f} s", flush=True)
+    return shares
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spreads", type=float, nargs="+", default=[0.0, 5.0, 10.0, 20.0])
+    parser.add_argument("--subjects", type=int, default=4)
+    parser.add_argument("--windows", type=int, default=12, help="2 s windows per subject")
+    parser.add_argument("--grid-mm", type=float, default=15.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    summary = {}
+    for spread in args.spreads:
+        t0 = time.perf_counter()
+        print(f"spread {spread:g} mm: simulating {args.subjects} subjects", flush=True)
+        subjects = make_subjects(spread, args.subjects, args.seed, args.windows,
+                                 int(2 * SFREQ), args.grid_mm)
+        summary[spread] = transfer_scores(subjects)
+        print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    print("\nshare of the held-out subject's within-subject optimum, mean [min, max] "
+          "over held-out subjects")
+    names = ["ridge", "sourcespace", "adaptive", "subject-sbl"]
+    print(f"{'spread':>8s} {'optimum R²':>11s} " + " ".join(f"{n:>20s}" for n in names))
+    for spread, shares in summary.items():
+        cells = [f"{100 * np.mean(shares[n]):5.1f}% [{100 * min(shares[n]):4.0f},"
+                 f"{100 * max(shares[n]):4.0f}]" for n in names]
+        print(f"{spread:6.0f}mm {np.mean(shares['optimum_r2']):11.3f} "
+              + " ".join(f"{c:>20s}" for c in cells))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Calibration of the simulator against a real EEG + MEG covariance (issue 6).
+
+The real covariance (``../shared/data/real/sample_audvis_trunc-cov.fif``) is
+read from the shared data; it is never copied into the project. The
+simulated statistics are computed analytically from the simulator's truth
+(see ``synaptech_bids.simulate.calibration``), and the analytic covariance is
+itself checked against the covariance of a simulated recording.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mne
+import numpy as np
+import pytest
+
+from synaptech_bids.simulate import calibration as cal
+from synaptech_bids.simulate import load_truth, simulate_dataset, source_variance_share
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_COV = REPO / cal.REAL_COV
+SIM = dict(seed=3, duration=40.0, sfreq=300.0)
+
+
+def test_real_statistics_reproduce_the_issue() -> None:
+    real = cal.real_statistics(REAL_COV)
+    assert real["n_eeg"] == 60 and real["n_mag"] == 102
+    assert real["eeg_counts"] == [3, 15, 34]
+    assert real["mag_counts"] == [2, 12, 51]
+    assert real["predictable_share"] == pytest.approx(0.295, abs=0.005)
+
+
+def test_statistics_of_a_known_covariance() -> None:
+    # EEG and magnetometers driven by one shared source plus independent
+    # noise of equal total power: half of the magnetometer variance is
+    # predictable from the EEG (population covariance, no estimation).
+    rng = np.random.default_rng(0)
+    names = [f"MEG{k:03d}1" for k in range(1, 21)] + [f"EEG{k:03d}" for k in range(1, 11)]
+    a = rng.standard_normal(30)
+    a[20:] -= a[20:].mean()  # survive the average reference
+    mag_noise = np.sum(a[:20] ** 2) / 20  # per channel: equal to the shared power
+    cov = np.outer(a, a) + np.diag(np.r_[np.full(20, mag_noise), np.full(10, 1e-9)])
+    stats = cal.calibration_statistics(cov, names)
+    assert stats["predictable_share"] == pytest.approx(0.5, abs=1e-6)
+    assert stats["eeg_counts"][0] == 1
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("calib") / "bids"
+    return simulate_dataset(
+        root, n_subjects=1, n_runs=1, evoked=False, artifacts=False, save_leadfield=False, **SIM
+    )
+
+
+def test_analytic_covariance_matches_a_recording(recording: Path) -> None:
+    cov, names = cal.simulated_covariance(band=None, artifacts=False, **SIM)
+    truth = load_truth(recording, 1, 1)
+    raw = mne.io.read_raw_fif(
+        recording / "sub-01/ses-meg/meg/sub-01_ses-meg_task-facerecognition_run-01_meg.fif",
+        verbose=False,
+    )
+    types = truth["meta"]["TrueChannelTypes"]
+    for kind in ("mag", "grad", "eeg"):
+        picks = [n for n, t in zip(truth["ch_names"], types) if t == kind]
+        idx = [names.index(n) for n in picks]
+        data = raw.get_data(picks=picks)
+        emp = np.cov(data)
+        ana = cov[np.ix_(idx, idx)]
+        ratio = np.diag(emp) / np.diag(ana)
+        # 40 s of 1/f and alpha activity: channel variances within ~15 %.
+        assert 0.85 < np.median(ratio) < 1.15, (kind, np.median(ratio))
+        off = ~np.eye(len(idx), dtype=bool)
+        assert np.corrcoef(emp[off], ana[off])[0, 1] > 0.9, kind
+
+
+def test_source_variance_share_is_the_brain_share(recording: Path) -> None:
+    share = source_variance_share(recording, "01")
+    assert share == source_variance_share(recording, 1, run=1)  # the only run
+    mags = [k for k in share if k != "mean"]
+    assert len(mags) == 102 and all(0.0 < share[k] < 1.0 for k in mags)
+    brain, names = cal.simulated_covariance(band=None, artifacts=False, noise=False, **SIM)
+    total, _ = cal.simulated_covariance(band=None, artifacts=False, **SIM)
+    idx = [names.index(k) for k in mags]
+    expected = np.diag(brain)[idx] / np.diag(total)[idx]
+    got = np.array([share[k] for k in mags])
+    assert share["mean"] == pytest.approx(got.mean())
+    assert abs(got.mean() - expected.mean()) < 0.05
+    assert np.corrcoef(got, expected)[0, 1] > 0.9
+
+
+def test_source_variance_share_without_noise_is_one(tmp_path: Path) -> None:
+    root = simulate_dataset(
+        tmp_path / "bids",
+        n_subjects=1,
+        n_runs=1,
+        duration=10.0,
+        sfreq=200.0,
+        artifacts=False,
+        line_noise=False,
+        sensor_noise=False,
+        save_leadfield=False,
+    )
+    share = source_variance_share(root, 1, l_freq=1.0, h_freq=40.0)
+    assert share["mean"] == pytest.approx(1.0, abs=1e-4)
+
+
+# --------------------------------------------------------------------------
+# simulated vs real, side by side (the issue's tolerances)
+
+_SUBJECTS = (1, 2, 3)
+
+
+@pytest.fixture(scope="module")
+def comparison() -> dict:
+    real = cal.real_statistics(REAL_COV)
+    sims = [cal.simulated_statistics(REAL_COV, subject=s) for s in _SUBJECTS]
+    table = cal.statistics_table(
+        {"real": real} | {f"sub-{s:02d}": v for s, v in zip(_SUBJECTS, sims)}
+    )
+    print("\n" + table.to_string())  # shown with pytest -s
+    return {"real": real, "sims": sims}
+
+
+# Statistics the default model does not match yet (see docs/simulator.md,
+# "Calibration"): strict, so that they fail loudly once they pass.
+_NOT_YET = pytest.mark.xfail(
+    strict=True,
+    reason="default source model not calibrated on this statistic (docs/simulator.md)",
+)
+
+
+@pytest.mark.parametrize(
+    "key, i",
+    [
+        pytest.param("eeg_counts", 0, marks=_NOT_YET, id="eeg50"),
+        pytest.param("eeg_counts", 1, marks=_NOT_YET, id="eeg90"),
+        pytest.param("eeg_counts", 2, id="eeg99"),
+        pytest.param("mag_counts", 0, marks=_NOT_YET, id="mag50"),
+        pytest.param("mag_counts", 1, id="mag90"),
+        pytest.param("mag_counts", 2, id="mag99"),
+    ],
+)
+def test_component_counts_match_real(comparison: dict, key: str, i: int) -> None:
+    real = comparison["real"][key][i]
+    sim = float(np.median([s[key][i] for s in comparison["sims"]]))
+    assert abs(sim - real) <= cal.TOLERANCE_COUNTS * real, (key, i, sim, real)
+
+
+@pytest.mark.xfail(strict=True, reason="median share 0.22 vs real 0.295 (docs/simulator.md)")
+def test_predictable_share_matches_real(comparison: dict) -> None:
+    real = comparison["real"]["predictable_share"]
+    sim = float(np.median([s["predictable_share"] for s in comparison["sims"]]))
+    assert abs(sim - real) <= cal.TOLERANCE_SHARE, (sim, real)

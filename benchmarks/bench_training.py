@@ -140,7 +140,7 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     def row(table: dict[str, float]) -> list[str]:
-        cells = [f"{table[k]:.1f}" if k in table else "failed"
+        cells = [f"{table[k]:.1f}" if k in table else "failed" if k in kinds else "not run"
                  for k in ("plain", "torchrun x1", "torchrun x2")]
         return cells + [(f"{table['gpu']:.1f}" if "gpu" in table else "failed")
                         if has_gpu else "n/a (no GPU)"]

@@ -27,6 +27,7 @@ from ..bids_io.derivatives import provenance, write_dataset_description
 from ..bids_io.paths import content_hash, derivative_path, subject_path
 from ..bids_io.read import Run, find_runs, read_run
 from ..config import Config
+from ..errors import AppError, ExitCode
 from ..progress import step
 from ._01_preprocess import preprocess_raw
 from ._02_ica import remove_artefacts
@@ -304,7 +305,13 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
 
     raw = read_run(run.bids_path)
     positions = sensor_positions(raw.info, config.allow_standard_montage)
-    raw.load_data()
+    try:
+        raw.load_data()
+    except (OSError, ValueError, RuntimeError, EOFError) as err:  # e.g. a truncated file
+        raise AppError(
+            f"cannot read the data of {run.bids_path.basename}: {err}".splitlines()[0],
+            ExitCode.BAD_DATA,
+        ) from err
     lap("read")
     psd_before = mean_log_psd(raw, config.h_freq * 1.5)
     raw, preproc_log = preprocess_raw(raw, config)

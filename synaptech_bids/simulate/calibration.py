@@ -19,9 +19,10 @@ referenced; the magnetometers of both get the same projectors.
 
 The simulated covariance is computed analytically from the simulator's truth
 (components are independent, so their covariance is diagonal), in the band
-of the real covariance (0.1-40 Hz: MNE-C's ``mne_process_raw --lowpass 40``
-that made the sample files): brain ongoing activity (no evoked responses,
-as in a pre-stimulus baseline), the heartbeat and the room's field, white and
+assumed for the real covariance (0.1-40 Hz, the band in which the MNE
+"sample" averages and covariance were made; the file does not record it):
+brain ongoing activity (no evoked responses, as in a pre-stimulus
+baseline), the heartbeat and the room's field, white and
 1/f sensor noise, and line noise if its frequency is in the band. Blinks and
 saccades are left out, as epochs with them are rejected before a baseline
 covariance is computed.

@@ -80,9 +80,9 @@ from .physics import _whitener, average_reference, resolve_geometry
 
 logger = logging.getLogger(__name__)
 
+_REF_RADIUS = 0.05  # m: RMS radius of a source grid in sphere-normalised space
 # Up to 100: where nothing transfers, a large lam shrinks the map towards
 # predicting zero instead of amplifying a wrong prior.
-_REF_RADIUS = 0.05  # m: RMS radius of a source grid in sphere-normalised space
 DEFAULT_LAMBDAS: tuple[float, ...] = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)
 
 
@@ -93,6 +93,8 @@ class Head:
     ``pre`` (n_e', n_eeg) references (and whitens) EEG; ``l_eeg = pre L_eeg``
     and ``l_meg`` are the gains the model uses, ``cols`` the common-space
     column of each of the subject's sources (-1: no learned prior there).
+    The sphere-normalised positions use ``lf["sphere_origin"]`` when given,
+    else the grid's centroid.
     """
 
     def __init__(self, lf: Mapping[str, Any]) -> None:

@@ -201,7 +201,9 @@ def test_group_level_under_torchrun(tmp_path):
         "synaptechnet_width = 0.0625\nmax_epochs = 6\nbatch_size = 8\nlearning_rate = 0.01\n"
         "patience = 10\n"
     )
-    options = ["group", "--config", config, "--skip-bids-validator", "-v"]
+    # one thread per process: on a shared, busy machine two spinning OpenMP
+    # threads per process made the plain run 30x slower than the DDP one
+    options = ["group", "--config", config, "--skip-bids-validator", "-v", "--omp-nthreads", "1"]
     one, two = tmp_path / "one", tmp_path / "two"
     _plain("group", bids, one, *options,
            AUDIT_ROOT=str(one), AUDIT_DIR=str(tmp_path / "audit-one"))

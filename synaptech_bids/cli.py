@@ -164,6 +164,12 @@ def _limit_threads(n_threads: int) -> None:
     show_default=True,
     help="Device for training and translation.",
 )
+@click.option(
+    "--fold", type=click.IntRange(min=1),
+    help="Group level: compute only this leave-subjects-out fold (1-based, e.g. "
+    "$SLURM_ARRAY_TASK_ID) and keep it in the work directory; a later group run "
+    "without --fold combines the finished folds.",
+)
 @click.option("--force", is_flag=True, help="Recompute outputs that are up to date.")
 @click.option("-v", "--verbose", count=True, help="More messages (-vv for MNE's).")
 @click.version_option(__version__, prog_name="synaptech-bids")
@@ -181,6 +187,7 @@ def app(
     config_file: Path | None,
     seed: int,
     device: str,
+    fold: int | None,
     force: bool,
     verbose: int,
 ) -> None:
@@ -248,6 +255,8 @@ def app(
                 "array), not under torchrun; torchrun is for the group level",
                 ExitCode.USAGE,
             )
+        if fold is not None:
+            raise AppError("--fold is a group-level option", ExitCode.USAGE)
         run_participant_level(**options)
     else:
         from .distributed import session
@@ -255,7 +264,7 @@ def app(
 
         # under torchrun: join the process group; a plain run starts nothing
         with session(device):
-            run_group_level(**options)
+            run_group_level(**options, fold=fold)
 
 
 def main(argv: list[str] | None = None) -> None:

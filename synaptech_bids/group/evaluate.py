@@ -17,9 +17,10 @@ spatial linear map).
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold
 
+from ..bids_io.atomic import write_json, write_tsv
 from ..config import Config
 from ..translators import get_translator
 from . import metrics
@@ -158,7 +160,7 @@ class HeldOutPrediction:
 def held_out_predictions(
     data: list[SubjectArrays], config: Config, sfreq: float, seed: int, device: str,
     progress: Callable[[str], Any] | None = None, checkpoint_root: Path | None = None,
-    scratch: Path | None = None,
+    scratch: Path | None = None, only_folds: Collection[int] | None = None,
 ) -> Iterator[HeldOutPrediction]:
     """Fit every configured translator per fold and predict its held-out subjects.
 
@@ -175,11 +177,15 @@ def held_out_predictions(
     scratch : Path, optional
         Where each fold's training set is memory-mapped (see
         :func:`stack_subjects`); None concatenates in RAM.
+    only_folds : collection of int, optional
+        Run these folds (0-based) only.
     """
     by_subject = {d.subject: d for d in data}
     for k, (train_subjects, test_subjects) in enumerate(
         folds(list(by_subject), config.n_folds)
     ):
+        if only_folds is not None and k not in only_folds:
+            continue
         train = [by_subject[s] for s in train_subjects]
         eeg, meg, groups = stack_subjects(train, scratch)
         mean = meg.mean(axis=(0, 2), keepdims=True)
@@ -211,8 +217,25 @@ def evaluate(
     data: list[SubjectArrays], mag_names: list[str], config: Config, sfreq: float,
     seed: int, device: str, progress: Callable[[str], Any] | None = None,
     checkpoint_root: Path | None = None, scratch: Path | None = None,
+    fold_results: Path | None = None, only_fold: int | None = None,
+    save_folds: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, list], dict[str, np.ndarray]]:
     """Leave-subjects-out evaluation of every configured translator.
+
+    Parameters
+    ----------
+    fold_results : Path, optional
+        A folder of finished folds' results (scores, evoked fidelity,
+        training curves). Folds found there are read, not recomputed; folds
+        computed here are saved there. The caller keys the folder by
+        everything the results depend on (data, configuration, seed,
+        version), so folds run as separate jobs combine safely.
+    only_fold : int, optional
+        Compute (and save) this fold only (0-based), as one task of a job
+        array does.
+    save_folds : bool
+        Save computed folds in ``fold_results`` (False on all but one rank
+        of a distributed run).
 
     Returns
     -------
@@ -224,37 +247,81 @@ def evaluate(
         Training curves of the models that have them, per fold.
     examples : dict
         The first held-out subject's first window, translated by each model
-        (``"real"`` holds its MEG), shape (n_mag, n_times), for the report.
+        (``"real"`` holds its MEG), shape (n_mag, n_times), for the report;
+        empty when that fold was read from ``fold_results``.
     """
     by_subject = {d.subject: d for d in data}
-    rows, evoked_rows, histories, examples = [], [], {}, {}
+    n_folds = len(folds(list(by_subject), config.n_folds))
+    if only_fold is not None and not 0 <= only_fold < n_folds:
+        raise ValueError(f"fold {only_fold + 1} requested, but there are {n_folds} folds")
+    done = {} if fold_results is None else {
+        k: _read_fold(fold_results, k) for k in range(n_folds)
+        if (fold_results / f"fold-{k}_scores.tsv").is_file()
+    }
+    if only_fold is not None:  # one task of an array: this fold, afresh
+        to_run, done = {only_fold}, {}
+    else:
+        to_run = set(range(n_folds)) - set(done)
+    rows: dict[int, list] = {k: [] for k in to_run}
+    evoked_rows: dict[int, list] = {k: [] for k in to_run}
+    histories: dict[int, dict] = {k: {} for k in to_run}
+    examples: dict[str, np.ndarray] = {}
     # The within-subject optimum is a reference computed from the held-out
     # subject's own EEG and MEG, by design; it never reaches a translator.
-    optimum = {d.subject: metrics.within_subject_optimum(d.eeg, d.meg) for d in data}
-    seen_fits: set[tuple[str, int]] = set()
+    optimum: dict[str, np.ndarray] = {}
     first = None
     for result in held_out_predictions(data, config, sfreq, seed, device, progress,
-                                       checkpoint_root, scratch):
+                                       checkpoint_root, scratch, only_folds=to_run):
         name, k, subject = result.model, result.fold, result.subject
         held_out = by_subject[subject]
+        if subject not in optimum:
+            optimum[subject] = metrics.within_subject_optimum(held_out.eeg, held_out.meg)
         history = getattr(result.translator, "history_", None)
-        if history is not None and (name, k) not in seen_fits:
-            histories.setdefault(name, []).append({"fold": k, "history": history})
-        seen_fits.add((name, k))
+        if history is not None and name not in histories[k]:
+            histories[k][name] = history
         if first is None:
-            first = subject
-        if subject == first and k == 0:
+            first = (k, subject)
+        if (k, subject) == first:
             examples[name] = result.prediction[0]
             examples["real"] = held_out.meg[0]
-        rows.append(score_subject(name, k, held_out, result.prediction, mag_names, sfreq,
-                                  optimum[subject]))
+        rows[k].append(score_subject(name, k, held_out, result.prediction, mag_names, sfreq,
+                                     optimum[subject]))
         for cond, r in metrics.evoked_fidelity(
             held_out.meg, result.prediction, held_out.conditions
         ).items():
-            evoked_rows.append({"model": name, "fold": k, "subject": subject,
-                                "condition": cond, "evoked_r": r})
-    scores = pd.concat(rows, ignore_index=True)
-    return scores, pd.DataFrame(evoked_rows), histories, examples
+            evoked_rows[k].append({"model": name, "fold": k, "subject": subject,
+                                   "condition": cond, "evoked_r": r})
+    for k in to_run:
+        done[k] = (pd.concat(rows[k], ignore_index=True), pd.DataFrame(evoked_rows[k]),
+                   histories[k])
+        if fold_results is not None and save_folds:
+            _write_fold(fold_results, k, *done[k])
+    order = sorted(done)
+    scores = pd.concat([done[k][0] for k in order], ignore_index=True)
+    evoked = pd.concat([done[k][1] for k in order], ignore_index=True)
+    by_model: dict[str, list] = {}
+    for k in order:
+        for name, history in done[k][2].items():
+            by_model.setdefault(name, []).append({"fold": k, "history": history})
+    return scores, evoked, by_model, examples
+
+
+def _write_fold(folder: Path, k: int, scores: pd.DataFrame, evoked: pd.DataFrame,
+                histories: dict) -> None:
+    # the scores last: their presence marks the fold as finished
+    write_tsv(folder / f"fold-{k}_evoked.tsv", evoked)
+    write_json(folder / f"fold-{k}_histories.json", histories)
+    write_tsv(folder / f"fold-{k}_scores.tsv", scores)
+
+
+def _read_fold(folder: Path, k: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    text = {"subject": str, "meg_channel": str, "model": str, "condition": str}
+    scores = pd.read_csv(folder / f"fold-{k}_scores.tsv", sep="\t", dtype=text)
+    evoked_path = folder / f"fold-{k}_evoked.tsv"
+    evoked = (pd.read_csv(evoked_path, sep="\t", dtype=text)
+              if evoked_path.stat().st_size > 1 else pd.DataFrame())
+    histories = json.loads((folder / f"fold-{k}_histories.json").read_text())
+    return scores, evoked, histories
 
 
 def summarise(scores: pd.DataFrame) -> pd.DataFrame:

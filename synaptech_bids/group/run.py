@@ -8,7 +8,9 @@ models trained on every subject (safetensors + JSON), and
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -62,13 +64,17 @@ SCORE_COLUMNS = {
 def run_group_level(
     *, output_dir: Path, bids_root: Path, subjects: list[str], config: Config,
     seed: int, device: str, source_description: dict, force: bool,
-    work_dir: Path | None = None, **_: Any,
+    work_dir: Path | None = None, fold: int | None = None, **_: Any,
 ) -> None:
     """Run the group level; see the module docstring.
 
     Translators that train iteratively checkpoint each fold under
     ``work_dir/group/checkpoints``: re-running the same command after an
-    interruption resumes them (``force`` starts afresh).
+    interruption resumes them (``force`` starts afresh). Finished folds are
+    kept under ``work_dir/group/folds/<key>`` (the key hashes the participant
+    inputs, configuration, seed and version): with ``fold`` (1-based), only
+    that fold is computed and kept, as one task of a job array; a later run
+    without it reads the finished folds and computes the rest.
     """
     checkpoints = Path(work_dir or Path(output_dir) / "work") / "group" / "checkpoints"
     # Under torchrun every rank computes and rank 0 alone writes (distributed.py).
@@ -103,7 +109,13 @@ def run_group_level(
         scores, evoked, histories, examples = evaluate(
             data, mag_names, config, sfreq, seed, device, progress=_say,
             checkpoint_root=checkpoints, scratch=arrays,
+            fold_results=checkpoints.parent / "folds" / _fold_key(derivatives, subjects, config,
+                                                                  seed),
+            only_fold=None if fold is None else fold - 1, save_folds=main,
         )
+    if fold is not None:
+        _say(f"fold {fold} done; run the group level without --fold to combine the folds")
+        return
     if not main:  # DDP needs every rank in the final fits too; nothing to write
         _fit_final_models(data, config, sfreq, seed, device, None, checkpoints, arrays)
         logger.info("rank %d wrote nothing: rank 0 writes the outputs", distributed.rank())
@@ -195,6 +207,14 @@ def _transfer(derivatives: list, mag_names: list[str], scores: pd.DataFrame) -> 
         for d in derivatives
     }
     return transfer_table(scores, head_distances_mm(positions))
+
+
+def _fold_key(derivatives: list, subjects: list[str], config: Config, seed: int) -> str:
+    """What finished folds depend on: each run's participant input hash (data,
+    participant options, version), the subjects, the configuration and seed."""
+    runs = [log.get("InputHash") for d in derivatives for log in d.logs]
+    text = json.dumps([runs, subjects, config.to_dict(), seed, __version__], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _noise_ceiling(bids_root: Path, subjects: list[str],

@@ -305,6 +305,10 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
 
     raw = read_run(run.bids_path)
     positions = sensor_positions(raw.info, config.allow_standard_montage)
+    if positions.eeg_source != "digitisation":
+        # the template positions go with the data, so every later step (pairing,
+        # interpolation, topographies) uses them; flagged in every output
+        raw.set_montage(config.allow_standard_montage, on_missing="ignore")
     try:
         raw.load_data()
     except (OSError, ValueError, RuntimeError, EOFError) as err:  # e.g. a truncated file

@@ -67,6 +67,11 @@ class Config:
         Which EEG the translators read: ``"ica"`` (ICA-cleaned, default) or
         ``"clean"`` (filtered only, blinks kept). The MEG target is
         EOG/ECG-cleaned in both.
+    group_eeg_channels : str
+        ``"all"`` EEG channels common to the subjects (default), or
+        ``"pruned"``: the paper's pruned pair set, i.e. the electrodes in the
+        pruned pairs (distance threshold and significant MI) of a fold's
+        *training* subjects, never of the held-out one.
     n_folds : int
         Folds of the leave-subjects-out evaluation (GroupKFold by subject);
         with this many subjects or fewer, leave-one-subject-out.
@@ -109,6 +114,7 @@ class Config:
     # group level
     translators: tuple[str, ...] = ("physics", "ridge", "synaptechnet")
     group_eeg: str = "ica"
+    group_eeg_channels: str = "all"
     n_folds: int = 5
     ridge_lags_ms: tuple[float, ...] = (-20.0, -8.0, 0.0, 8.0, 20.0)
     synaptechnet_width: float = 0.25
@@ -137,6 +143,8 @@ class Config:
             raise ConfigError("epochs must span the event: tmin < 0 < tmax")
         if self.group_eeg not in ("ica", "clean"):
             raise ConfigError("group_eeg must be 'ica' or 'clean'")
+        if self.group_eeg_channels not in ("all", "pruned"):
+            raise ConfigError("group_eeg_channels must be 'all' or 'pruned'")
         if self.n_surrogates < 1:
             raise ConfigError("n_surrogates must be positive")
         if self.synaptechnet_cwt_freqs < 0:
@@ -164,9 +172,9 @@ class Config:
 
 #: Options read by the group level only.
 GROUP_ONLY_FIELDS = frozenset({
-    "translators", "group_eeg", "n_folds", "ridge_lags_ms", "synaptechnet_width",
-    "synaptechnet_cwt_freqs", "synaptechnet_normalization", "max_epochs", "batch_size",
-    "learning_rate", "patience",
+    "translators", "group_eeg", "group_eeg_channels", "n_folds", "ridge_lags_ms",
+    "synaptechnet_width", "synaptechnet_cwt_freqs", "synaptechnet_normalization",
+    "max_epochs", "batch_size", "learning_rate", "patience",
 })
 
 

@@ -105,3 +105,27 @@ def test_group_checkpoints_per_fold_and_rerun_gives_same_scores(tmp_path):
     assert folds == ["synaptechnet_fold-0", "synaptechnet_fold-1"]
     again = evaluate(data, names, config, SFREQ, 0, "cpu", checkpoint_root=tmp_path)[0]
     np.testing.assert_array_equal(first["r2"].to_numpy(), again["r2"].to_numpy())
+
+
+def test_pruned_channels_come_from_training_subjects_only():
+    """The pruned pair set used MEG: a fold takes it from its training subjects."""
+    config = _config(translators=("ridge",), group_eeg_channels="pruned")
+    names = [f"EEG{i:03d}" for i in range(1, N_EEG + 1)]
+    data, poisoned = _world(), _world()
+    for world in (data, poisoned):
+        for index, subject in enumerate(world):
+            subject.pruned_eeg = frozenset(names[index:index + 4])
+    victim = poisoned[-1]
+    victim.pruned_eeg = frozenset(names)  # would widen the channel set if it leaked
+
+    def run(world):
+        return {(p.model, p.subject): (p.n_eeg, p.prediction.copy()) for p in
+                held_out_predictions(world, config, SFREQ, 0, "cpu", eeg_names=names)}
+
+    before, after = run(data), run(poisoned)
+    n_eeg, pred = before[("ridge", victim.subject)]
+    assert n_eeg == 6  # union of subjects 01-03's sets: names[0:6]
+    assert after[("ridge", victim.subject)][0] == n_eeg
+    np.testing.assert_array_equal(after[("ridge", victim.subject)][1], pred)
+    # where the victim trains, its (poisoned) set is used
+    assert after[("ridge", "01")][0] == N_EEG

@@ -97,3 +97,18 @@ def test_group_only_options_reuse_participant_outputs(group_run, tmp_path):
                                  "--participant-label", "01"])
     assert result.exit_code == 0, result.output
     assert log.stat().st_mtime_ns == stamp, "participant outputs were recomputed"
+
+
+def test_pruned_channel_set_runs_end_to_end(group_run, tmp_path):
+    """group_eeg_channels = "pruned" reads the participant pruning tables."""
+    bids, out, config = group_run
+    other = tmp_path / "config.toml"
+    other.write_text(config.read_text().replace('"physics", "ridge", "synaptechnet"',
+                                                '"ridge"') + 'group_eeg_channels = "pruned"\n')
+    result = CliRunner().invoke(app, [str(bids), str(out), "group", "--config", str(other)])
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(out / "group" / "desc-translation_scores.tsv", sep="\t")
+    channels = json.loads((out / "group" / "models" / "desc-models_channels.json").read_text())
+    assert set(scores["n_eeg_channels"]) <= set(range(1, 71))
+    assert 1 <= len(channels["EEGChannels"]) <= 70
+    assert len(channels["MEGChannels"]) == 102

@@ -16,6 +16,7 @@ spatial linear map).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -46,6 +47,36 @@ class SubjectArrays:
     meg: np.ndarray  # (n_windows, n_mag, n_times)
     conditions: np.ndarray  # (n_windows,)
     geometry: dict | None = None  # lead fields, for geometry-aware translators
+    pruned_eeg: frozenset[str] | None = None  # EEG in its pruned pairs (uses its MEG)
+
+
+def fold_eeg_channels(train: list[SubjectArrays], eeg_names: list[str],
+                      config: Config) -> list[int] | None:
+    """Indices of the EEG channels a fold uses; None for all of them.
+
+    With ``group_eeg_channels = "pruned"``: the electrodes in the pruned pairs
+    of the fold's *training* subjects. The pruning read each subject's MEG,
+    so the held-out subject's own pruning is never consulted.
+    """
+    if config.group_eeg_channels == "all":
+        return None
+    chosen = set().union(*(d.pruned_eeg or set() for d in train))
+    index = [i for i, name in enumerate(eeg_names) if name in chosen]
+    if not index:
+        logger.warning("the training subjects' pruned pairs hold no common EEG channel; "
+                       "using all %d", len(eeg_names))
+        return None
+    return index
+
+
+def select_eeg(data: SubjectArrays, index: list[int] | None) -> SubjectArrays:
+    """The subject with only the EEG channels ``index`` (and their lead fields)."""
+    if index is None:
+        return data
+    geometry = data.geometry
+    if geometry is not None and "L_eeg" in geometry:
+        geometry = {**geometry, "L_eeg": np.asarray(geometry["L_eeg"])[index]}
+    return dataclasses.replace(data, eeg=np.asarray(data.eeg[:, index]), geometry=geometry)
 
 
 def translator_params(name: str, config: Config, sfreq: float, seed: int,
@@ -155,12 +186,14 @@ class HeldOutPrediction:
     subject: str
     prediction: np.ndarray  # (n_windows, n_mag, n_times), like the subject's MEG
     translator: Any = None  # the fitted translator (None for the training mean)
+    n_eeg: int = 0  # EEG channels the translator read
 
 
 def held_out_predictions(
     data: list[SubjectArrays], config: Config, sfreq: float, seed: int, device: str,
     progress: Callable[[str], Any] | None = None, checkpoint_root: Path | None = None,
     scratch: Path | None = None, only_folds: Collection[int] | None = None,
+    eeg_names: list[str] | None = None,
 ) -> Iterator[HeldOutPrediction]:
     """Fit every configured translator per fold and predict its held-out subjects.
 
@@ -179,6 +212,9 @@ def held_out_predictions(
         :func:`stack_subjects`); None concatenates in RAM.
     only_folds : collection of int, optional
         Run these folds (0-based) only.
+    eeg_names : list of str, optional
+        Names of the EEG channels (needed for ``group_eeg_channels="pruned"``,
+        see :func:`fold_eeg_channels`).
     """
     by_subject = {d.subject: d for d in data}
     for k, (train_subjects, test_subjects) in enumerate(
@@ -187,6 +223,8 @@ def held_out_predictions(
         if only_folds is not None and k not in only_folds:
             continue
         train = [by_subject[s] for s in train_subjects]
+        channels = fold_eeg_channels(train, eeg_names or [], config)
+        train = [select_eeg(d, channels) for d in train]
         eeg, meg, groups = stack_subjects(train, scratch)
         mean = meg.mean(axis=(0, 2), keepdims=True)
         for name in ("training-mean", *config.translators):
@@ -205,12 +243,13 @@ def held_out_predictions(
                 translator.fit(eeg, meg, groups=groups, geometry=_geometry(train),
                                **fit_kwargs)
             for subject in test_subjects:
-                held_out = by_subject[subject]
+                held_out = select_eeg(by_subject[subject], channels)
                 if translator is None:
                     pred = np.broadcast_to(mean, held_out.eeg.shape[:1] + meg.shape[1:])
                 else:
                     pred = translator.predict(held_out.eeg, geometry=held_out.geometry)
-                yield HeldOutPrediction(name, k, subject, np.asarray(pred), translator)
+                yield HeldOutPrediction(name, k, subject, np.asarray(pred), translator,
+                                        held_out.eeg.shape[1])
 
 
 def evaluate(
@@ -218,7 +257,7 @@ def evaluate(
     seed: int, device: str, progress: Callable[[str], Any] | None = None,
     checkpoint_root: Path | None = None, scratch: Path | None = None,
     fold_results: Path | None = None, only_fold: int | None = None,
-    save_folds: bool = True,
+    save_folds: bool = True, eeg_names: list[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, list], dict[str, np.ndarray]]:
     """Leave-subjects-out evaluation of every configured translator.
 
@@ -271,7 +310,8 @@ def evaluate(
     optimum: dict[str, np.ndarray] = {}
     first = None
     for result in held_out_predictions(data, config, sfreq, seed, device, progress,
-                                       checkpoint_root, scratch, only_folds=to_run):
+                                       checkpoint_root, scratch, only_folds=to_run,
+                                       eeg_names=eeg_names):
         name, k, subject = result.model, result.fold, result.subject
         held_out = by_subject[subject]
         if subject not in optimum:
@@ -285,7 +325,7 @@ def evaluate(
             examples[name] = result.prediction[0]
             examples["real"] = held_out.meg[0]
         rows[k].append(score_subject(name, k, held_out, result.prediction, mag_names, sfreq,
-                                     optimum[subject]))
+                                     optimum[subject]).assign(n_eeg_channels=result.n_eeg))
         for cond, r in metrics.evoked_fidelity(
             held_out.meg, result.prediction, held_out.conditions
         ).items():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import mne
 import numpy as np
+import pandas as pd
 
 from ..config import GROUP_ONLY_FIELDS
 from ..errors import AppError, ExitCode
@@ -207,3 +208,20 @@ def cache_subject(
         for e in runs
     ])
     return out["eeg"], out["meg"], conditions
+
+
+def pruned_eeg_channels(deriv: SubjectDerivatives) -> set[str]:
+    """EEG electrodes in any of the subject's pruned pairs (participant level:
+    within the distance threshold *and* significant MI, in any run).
+
+    The pruning used the subject's MEG, so the group level takes a fold's
+    channel set from its training subjects only.
+    """
+    channels: set[str] = set()
+    for epo in deriv.epochs_files:
+        stem = epo.name.rsplit("_desc-", 1)[0]
+        table = epo.with_name(f"{stem}_desc-pruned_channels.tsv")
+        if table.is_file():
+            channels |= set(pd.read_csv(table, sep="\t", usecols=["eeg_channel"],
+                                        dtype=str)["eeg_channel"])
+    return channels

@@ -29,11 +29,20 @@ from ..translators import get_translator
 from .evaluate import (
     SubjectArrays,
     evaluate,
+    fold_eeg_channels,
+    select_eeg,
     stack_subjects,
     summarise,
     translator_params,
 )
-from .gather import EEG_SCALE, MEG_SCALE, cache_subject, common_channels, gather
+from .gather import (
+    EEG_SCALE,
+    MEG_SCALE,
+    cache_subject,
+    common_channels,
+    gather,
+    pruned_eeg_channels,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +64,9 @@ SCORE_COLUMNS = {
         "Description": "simulated data only: the share of this magnetometer's variance "
         "that comes from brain sources (simulator's truth, same band-pass; raw rate, "
         "before ICA): no translator can explain more"},
+    "n_eeg_channels": {"Description": "EEG channels the translator read (all common "
+                       "channels, or the training subjects' pruned set: "
+                       "group_eeg_channels)"},
     "r2_alpha": {"Description": "R² after band-pass 8-13 Hz"},
     "r2_beta": {"Description": "R² after band-pass 13-30 Hz"},
     "r2_gamma": {"Description": "R² after band-pass 30-100 Hz (capped below Nyquist)"},
@@ -93,7 +105,10 @@ def run_group_level(
     with step(f"loading {len(derivatives)} subjects"):
         for deriv in derivatives:
             eeg, meg, conditions = cache_subject(deriv, eeg_names, mag_names, arrays)
-            data.append(SubjectArrays(deriv.subject, eeg, meg, conditions))
+            pruned = (frozenset(pruned_eeg_channels(deriv))
+                      if config.group_eeg_channels == "pruned" else None)
+            data.append(SubjectArrays(deriv.subject, eeg, meg, conditions,
+                                      pruned_eeg=pruned))
     if {"physics", "sourcespace", "adaptive"} & set(config.translators):  # need lead fields
         from ..translators.physics import lead_fields_from_info
 
@@ -112,12 +127,14 @@ def run_group_level(
             fold_results=checkpoints.parent / "folds" / _fold_key(derivatives, subjects, config,
                                                                   seed),
             only_fold=None if fold is None else fold - 1, save_folds=main,
+            eeg_names=eeg_names,
         )
     if fold is not None:
         _say(f"fold {fold} done; run the group level without --fold to combine the folds")
         return
     if not main:  # DDP needs every rank in the final fits too; nothing to write
-        _fit_final_models(data, config, sfreq, seed, device, None, checkpoints, arrays)
+        _fit_final_models(data, config, sfreq, seed, device, None, checkpoints, arrays,
+                          eeg_names, mag_names)
         logger.info("rank %d wrote nothing: rank 0 writes the outputs", distributed.rank())
         return
     ceiling = _noise_ceiling(bids_root, [d.subject for d in data], config)
@@ -172,7 +189,7 @@ def run_group_level(
 
     with step("final models on all subjects"):
         _fit_final_models(data, config, sfreq, seed, device, group_dir / "models",
-                          checkpoints, arrays)
+                          checkpoints, arrays, eeg_names, mag_names)
     from .report import write_group_report
 
     report = write_group_report(output_dir, scores, summary, evoked, curves, examples,
@@ -245,8 +262,20 @@ def _history_table(histories: dict[str, list]) -> pd.DataFrame:
 
 def _fit_final_models(data: list[SubjectArrays], config: Config, sfreq: float, seed: int,
                       device: str, models_dir: Path | None, checkpoints: Path,
-                      scratch: Path | None = None) -> None:
+                      scratch: Path | None = None,
+                      eeg_names: list[str] | None = None,
+                      mag_names: list[str] | None = None) -> None:
+    # every subject trains the final models, so their channel choice may use all
+    channels = fold_eeg_channels(data, eeg_names or [], config)
+    data = [select_eeg(d, channels) for d in data]
     eeg, meg, groups = stack_subjects(data, scratch)
+    if models_dir is not None and eeg_names is not None:
+        used = eeg_names if channels is None else [eeg_names[i] for i in channels]
+        write_json(models_dir / "desc-models_channels.json", {
+            "Description": "the channels, in order, that the final models read and write",
+            "EEGChannels": used, "MEGChannels": mag_names,
+            "Units": {"EEG": "µV (average reference)", "MEG": "fT"},
+        })
     geometry = None
     if all(d.geometry is not None for d in data):
         geometry = {d.subject: d.geometry for d in data}

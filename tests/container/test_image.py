@@ -63,7 +63,8 @@ EPOCHS_RTOL = 1e-5
 # image's is Debian's 3.11.2).
 VOLATILE_KEYS = {"CommandLine", "DateTime", "Platform", "Container", "Hostname",
                  "Duration", "DurationSeconds", "ElapsedSeconds", "URL", "Elapsed",
-                 "time_s", "duration_s", "elapsed_s", "wall_s", "cpu_s", "seconds"}
+                 "time_s", "duration_s", "elapsed_s", "wall_s", "cpu_s", "seconds",
+                 "TimingsSeconds", "CPUSeconds"}
 VOLATILE_VERSIONS = {"python"}
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?")
 

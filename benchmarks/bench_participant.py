@@ -184,7 +184,9 @@ def main() -> None:
     ica_app = peer_ica = None
 
     # 1. the whole participant level -------------------------------------------
-    app = shutil.which("synaptech-bids") or sys.exit("synaptech-bids is not installed")
+    beside = Path(sys.executable).parent / "synaptech-bids"  # the venv running this script
+    app = (str(beside) if beside.is_file() else shutil.which("synaptech-bids")) or sys.exit(
+        "synaptech-bids is not installed")
     if args.only != "peer":
         out = work / "app"
         wall, rss, rc, cpu = run_measured(

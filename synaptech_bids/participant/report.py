@@ -40,7 +40,8 @@ def methods_text(config: Config, log: dict) -> str:
         + ("Eye-blink and heartbeat components were removed by ICA (Picard, extended infomax, one "
            "per modality, fitted on 1 Hz high-passed data, components matched to "
            "the EOG and ECG channels): always from the MEG, and from the EEG in a "
-           "separate ICA-cleaned version. " if config.ica else "")
+           "separate ICA-cleaned version; the blink left in the MEG after ICA was "
+           "projected out with one EOG SSP vector per sensor type. " if config.ica else "")
         + f"Epochs from "
         f"{config.epochs_tmin:g} to {config.epochs_tmax:g} s around each stimulus "
         f"were baseline-corrected ({config.baseline[0]:g} to {config.baseline[1]:g} s) "

@@ -100,8 +100,13 @@ def write_subject_report(subject: str, runs: list[Run], output_dir: Path,
     # MNE refuses to concatenate; for this display the first run's transform
     # is assigned to all (the data are unchanged; per-run positions are in
     # the *_space-head_desc-sensors_channels.tsv files).
+    # Likewise each run's EOG projectors differ; they are already applied to
+    # the data, so their records are dropped for this display only.
     for other in epochs_list[1:]:
         other.info["dev_head_t"] = epochs_list[0].info["dev_head_t"]
+    for one in epochs_list:
+        with one.info._unlock():
+            one.info["projs"] = []
     epochs = mne.concatenate_epochs(epochs_list, verbose=False)
     for condition in sorted(epochs.event_id):
         evoked = epochs[condition].average(picks=["eeg", "mag"])

@@ -145,8 +145,7 @@ def _group(argv: list[str]) -> None:
     ]
     run.common_channels = lambda derivatives: (eeg_names, mag_names, {})
     # whichever reader run.py uses (in memory, or memory-mapped via a scratch folder)
-    run.load_subject = lambda deriv, eeg_n, mag_n, *scratch: arrays[deriv.subject]
-    run.cache_subject = run.load_subject
+    run.cache_subject = lambda deriv, eeg_n, mag_n, *scratch: arrays[deriv.subject]
     try:  # the head-transfer table reads epochs files' infos
         from synaptech_bids.group import transfer
 

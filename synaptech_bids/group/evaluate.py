@@ -189,6 +189,17 @@ class HeldOutPrediction:
     n_eeg: int = 0  # EEG channels the translator read
 
 
+def fit_translator(translator: Any, eeg: np.ndarray, meg: np.ndarray, groups: np.ndarray,
+                   geometry: dict | None, checkpoint_dir: Path | None) -> None:
+    """Fit, checkpointing in ``checkpoint_dir`` when the translator trains iteratively."""
+    kwargs: dict[str, Any] = {}
+    if checkpoint_dir is not None and "checkpoint_dir" in inspect.signature(
+        translator.fit
+    ).parameters:
+        kwargs["checkpoint_dir"] = str(checkpoint_dir)
+    translator.fit(eeg, meg, groups=groups, geometry=geometry, **kwargs)
+
+
 def held_out_predictions(
     data: list[SubjectArrays], config: Config, sfreq: float, seed: int, device: str,
     progress: Callable[[str], Any] | None = None, checkpoint_root: Path | None = None,
@@ -235,13 +246,9 @@ def held_out_predictions(
                 translator = get_translator(
                     name, **translator_params(name, config, sfreq, seed, device)
                 )
-                fit_kwargs: dict[str, Any] = {}
-                if checkpoint_root is not None and "checkpoint_dir" in inspect.signature(
-                    translator.fit
-                ).parameters:
-                    fit_kwargs["checkpoint_dir"] = str(checkpoint_root / f"{name}_fold-{k}")
-                translator.fit(eeg, meg, groups=groups, geometry=_geometry(train),
-                               **fit_kwargs)
+                fit_translator(translator, eeg, meg, groups, _geometry(train),
+                               None if checkpoint_root is None
+                               else checkpoint_root / f"{name}_fold-{k}")
             for subject in test_subjects:
                 held_out = select_eeg(by_subject[subject], channels)
                 if translator is None:
@@ -293,13 +300,13 @@ def evaluate(
     n_folds = len(folds(list(by_subject), config.n_folds))
     if only_fold is not None and not 0 <= only_fold < n_folds:
         raise ValueError(f"fold {only_fold + 1} requested, but there are {n_folds} folds")
-    done = {} if fold_results is None else {
-        k: _read_fold(fold_results, k) for k in range(n_folds)
-        if (fold_results / f"fold-{k}_scores.tsv").is_file()
-    }
+    done = {}
     if only_fold is not None:  # one task of an array: this fold, afresh
-        to_run, done = {only_fold}, {}
+        to_run = {only_fold}
     else:
+        if fold_results is not None:
+            done = {k: _read_fold(fold_results, k) for k in range(n_folds)
+                    if (fold_results / f"fold-{k}_scores.tsv").is_file()}
         to_run = set(range(n_folds)) - set(done)
     rows: dict[int, list] = {k: [] for k in to_run}
     evoked_rows: dict[int, list] = {k: [] for k in to_run}

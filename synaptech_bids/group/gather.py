@@ -153,31 +153,10 @@ def common_channels(derivatives: list[SubjectDerivatives]) -> tuple[list[str], l
     return eeg, mag, dropped
 
 
-def load_subject(
-    deriv: SubjectDerivatives, eeg: list[str], mag: list[str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Load one subject's windows: EEG (µV), magnetometers (fT), condition names.
-
-    Returns
-    -------
-    eeg_data : ndarray, shape (n_windows, n_eeg, n_times), float32
-    meg_data : ndarray, shape (n_windows, n_mag, n_times), float32
-    conditions : ndarray of str, shape (n_windows,)
-    """
-    eeg_parts, meg_parts, cond_parts = [], [], []
-    for path in deriv.epochs_files:
-        epochs = mne.read_epochs(path, preload=False, verbose=False)
-        names = {v: k for k, v in epochs.event_id.items()}
-        eeg_parts.append((epochs.get_data(picks=eeg) * EEG_SCALE).astype(np.float32))
-        meg_parts.append((epochs.get_data(picks=mag) * MEG_SCALE).astype(np.float32))
-        cond_parts.append(np.array([names[e] for e in epochs.events[:, 2]]))
-    return np.concatenate(eeg_parts), np.concatenate(meg_parts), np.concatenate(cond_parts)
-
-
 def cache_subject(
     deriv: SubjectDerivatives, eeg: list[str], mag: list[str], directory: Path
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Like :func:`load_subject`, but into memory-mapped ``.npy`` files.
+    """Load one subject's windows: EEG (µV), magnetometers (fT), condition names.
 
     Runs are read one at a time and written into ``directory``, so only one
     run is ever in memory; the arrays returned are read-only memory maps,

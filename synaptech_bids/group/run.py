@@ -9,7 +9,6 @@ models trained on every subject (safetensors + JSON), and
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import shutil
@@ -29,6 +28,7 @@ from ..translators import get_translator
 from .evaluate import (
     SubjectArrays,
     evaluate,
+    fit_translator,
     fold_eeg_channels,
     select_eeg,
     stack_subjects,
@@ -282,10 +282,7 @@ def _fit_final_models(data: list[SubjectArrays], config: Config, sfreq: float, s
     for name in config.translators:
         translator = get_translator(name, **translator_params(name, config, sfreq, seed,
                                                               device))
-        kwargs: dict[str, Any] = {}
-        if "checkpoint_dir" in inspect.signature(translator.fit).parameters:
-            kwargs["checkpoint_dir"] = str(checkpoints / f"{name}_final")
-        translator.fit(eeg, meg, groups=groups, geometry=geometry, **kwargs)
+        fit_translator(translator, eeg, meg, groups, geometry, checkpoints / f"{name}_final")
         if models_dir is not None:
             translator.save(models_dir / f"desc-{name}_model")
             logger.info("final %s model saved (%s)", name, __version__)

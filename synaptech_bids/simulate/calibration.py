@@ -260,29 +260,10 @@ def _setup(
     options: dict[str, Any],
 ) -> tuple:
     """The subject's components and the run's mixing, drawn as simulate_dataset does."""
-    from .writer import _check_options, _seq
+    from .writer import _check_options, _seq, subject_world
 
     opts = _check_options(options)
-    geom = geometry.make_subject_geometry(
-        f"{subject:02d}", _seq(seed, 1, subject), dev_spread_mm=float(opts["dev_spread_mm"])
-    )
-    src = sources.subject_source_space(
-        geom.sphere_origin, geom.sphere_radius, float(opts["source_spacing_mm"])
-    )
-    comps = sources.make_components(
-        src,
-        geom.sphere_origin,
-        geom.sphere_radius,
-        shared_rng=_seq(seed, 0),
-        subject_rng=_seq(seed, 2, subject),
-        spread_mm=float(spread_mm),
-        spread_deg=opts["spread_deg"],
-        spread_amp=float(opts["spread_amp"]),
-        n_patches=int(opts["n_patches"]),
-        n_background=int(opts["n_background"]),
-        background_sigma_mm=float(opts["background_sigma_mm"]),
-        evoked_scale=float(opts["evoked_scale"]),
-    )
+    geom, src, comps = subject_world(seed, subject, spread_mm, opts)
     rng = _seq(seed, 3, subject, run)
     dev_head_t = geometry.make_dev_head_t(geom, rng, float(opts["run_spread_mm"]))
     info = geometry.make_info(geom, dev_head_t, sfreq, line_freq, aux_as_eeg=False)

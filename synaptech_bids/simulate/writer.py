@@ -154,26 +154,7 @@ def simulate_dataset(
     eeg_cache: dict = {}
     for s in range(1, n_subjects + 1):
         label = f"{s:02d}"
-        geom = geometry.make_subject_geometry(
-            label, _seq(seed, 1, s), dev_spread_mm=float(opts["dev_spread_mm"])
-        )
-        src = sources.subject_source_space(
-            geom.sphere_origin, geom.sphere_radius, float(opts["source_spacing_mm"])
-        )
-        comps = sources.make_components(
-            src,
-            geom.sphere_origin,
-            geom.sphere_radius,
-            shared_rng=_seq(seed, 0),  # identical for every subject
-            subject_rng=_seq(seed, 2, s),
-            spread_mm=float(spread_mm),
-            spread_deg=opts["spread_deg"],
-            spread_amp=float(opts["spread_amp"]),
-            n_patches=int(opts["n_patches"]),
-            n_background=int(opts["n_background"]),
-            background_sigma_mm=float(opts["background_sigma_mm"]),
-            evoked_scale=float(opts["evoked_scale"]),
-        )
+        geom, src, comps = subject_world(seed, s, spread_mm, opts)
         _write_subject_truth(root, label, src, comps)
         for r in range(1, n_runs + 1):
             _simulate_run(
@@ -195,6 +176,35 @@ def simulate_dataset(
             _session_sidecars(root, label)
     _write_dataset_description(root, seed)
     return root
+
+
+def subject_world(seed: int, subject: int, spread_mm: float, opts: dict) -> tuple:
+    """Subject ``subject``'s geometry, source space and components, as drawn from ``seed``.
+
+    The one place these draws are made: :func:`simulate_dataset` and the
+    calibration (``calibration.py``) must see the same subject.
+    """
+    geom = geometry.make_subject_geometry(
+        f"{subject:02d}", _seq(seed, 1, subject), dev_spread_mm=float(opts["dev_spread_mm"])
+    )
+    src = sources.subject_source_space(
+        geom.sphere_origin, geom.sphere_radius, float(opts["source_spacing_mm"])
+    )
+    comps = sources.make_components(
+        src,
+        geom.sphere_origin,
+        geom.sphere_radius,
+        shared_rng=_seq(seed, 0),  # identical for every subject
+        subject_rng=_seq(seed, 2, subject),
+        spread_mm=float(spread_mm),
+        spread_deg=opts["spread_deg"],
+        spread_amp=float(opts["spread_amp"]),
+        n_patches=int(opts["n_patches"]),
+        n_background=int(opts["n_background"]),
+        background_sigma_mm=float(opts["background_sigma_mm"]),
+        evoked_scale=float(opts["evoked_scale"]),
+    )
+    return geom, src, comps
 
 
 # ---------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def methods_text(config: Config, log: dict) -> str:
         f"average of all electrodes. Recordings were {notch_text}band-pass "
         f"filtered at {config.l_freq:g}–{config.h_freq:g} Hz (zero-phase FIR) and "
         f"resampled to {config.resample_sfreq:g} Hz. "
-        + ("Eye-blink and heartbeat components were removed by ICA (Picard, extended infomax, one "
+        + ("Eye-blink and heartbeat components were removed by ICA (Picard, orthogonal extended, one "
            "per modality, fitted on 1 Hz high-passed data, components matched to "
            "the EOG and ECG channels): always from the MEG, and from the EEG in a "
            "separate ICA-cleaned version; the blink left in the MEG after ICA was "

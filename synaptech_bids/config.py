@@ -50,10 +50,27 @@ class Config:
     baseline : tuple of float
         Baseline interval in seconds.
     reject_eeg_uv, reject_mag_ft, reject_grad_ft_cm : float
-        Peak-to-peak rejection thresholds (µV, fT, fT/cm).
+        Peak-to-peak rejection thresholds (µV, fT, fT/cm), used when
+        ``reject`` is ``"ptp"``.
+    auto_bad_channels : bool
+        Also find bad channels automatically (default: only those of
+        ``channels.tsv``): flat and noisy MEG sensors with MNE's
+        ``find_bad_channels_maxwell`` (marked bad), flat, noisy and
+        uncorrelated EEG electrodes with a robust amplitude and correlation
+        test (interpolated, like the ``channels.tsv`` ones).
+    reject : str
+        Epoch rejection: ``"ptp"``, the fixed peak-to-peak thresholds above
+        (default), or ``"autoreject"``, per-run, per-channel-type thresholds
+        estimated by autoreject's ``get_rejection_threshold`` (cross-validated;
+        MNE-BIDS-Pipeline's ``"autoreject_global"``; needs the ``autoreject``
+        package).
     pair_max_distance_cm : float
         EEG electrodes within this distance of a magnetometer form its pairs
         (the paper's 2–4 cm neighbourhood).
+    save_continuous : bool
+        Also write each run's cleaned continuous recording (``desc-clean_meg.fif``
+        and ``desc-ica_meg.fif``, at ``resample_sfreq``; about 170 MB per
+        7.5-min run and version), which ``group_windows = "sliding"`` reads.
     allow_standard_montage : str or None
         Name of a standard montage to use when a run has no digitised EEG
         positions. ``None`` makes a missing digitisation an error.
@@ -72,6 +89,13 @@ class Config:
         ``"pruned"``: the paper's pruned pair set, i.e. the electrodes in the
         pruned pairs (distance threshold and significant MI) of a fold's
         *training* subjects, never of the held-out one.
+    group_windows : str
+        What the translators are trained and scored on: ``"epochs"`` (the
+        cleaned epochs around the events, the paper's 2-s windows; default)
+        or ``"sliding"`` (windows slid over the cleaned continuous recording,
+        bad segments skipped; needs ``save_continuous`` at participant level).
+    window_length_s, window_step_s : float
+        Length and step of the sliding windows, in seconds.
     n_folds : int
         Folds of the leave-subjects-out evaluation (GroupKFold by subject);
         with this many subjects or fewer, leave-one-subject-out.
@@ -105,6 +129,9 @@ class Config:
     reject_eeg_uv: float = 250.0
     reject_mag_ft: float = 4000.0
     reject_grad_ft_cm: float = 4000.0
+    auto_bad_channels: bool = False
+    reject: str = "ptp"
+    save_continuous: bool = False
     # co-registration and pairing
     allow_standard_montage: str | None = None
     pair_max_distance_cm: float = 4.0
@@ -115,6 +142,9 @@ class Config:
     translators: tuple[str, ...] = ("physics", "ridge", "synaptechnet")
     group_eeg: str = "ica"
     group_eeg_channels: str = "all"
+    group_windows: str = "epochs"
+    window_length_s: float = 2.0
+    window_step_s: float = 1.0
     n_folds: int = 5
     ridge_lags_ms: tuple[float, ...] = (-20.0, -8.0, 0.0, 8.0, 20.0)
     synaptechnet_width: float = 0.25
@@ -141,10 +171,19 @@ class Config:
             raise ConfigError("eeg_reference: only 'average' is supported")
         if not self.epochs_tmin < 0 < self.epochs_tmax:
             raise ConfigError("epochs must span the event: tmin < 0 < tmax")
+        if not isinstance(self.auto_bad_channels, bool):
+            # a TOML string "false" would otherwise count as true
+            raise ConfigError("auto_bad_channels must be true or false")
+        if self.reject not in ("ptp", "autoreject"):
+            raise ConfigError(f"reject must be 'ptp' or 'autoreject', got {self.reject!r}")
         if self.group_eeg not in ("ica", "clean"):
             raise ConfigError("group_eeg must be 'ica' or 'clean'")
         if self.group_eeg_channels not in ("all", "pruned"):
             raise ConfigError("group_eeg_channels must be 'all' or 'pruned'")
+        if self.group_windows not in ("epochs", "sliding"):
+            raise ConfigError("group_windows must be 'epochs' or 'sliding'")
+        if not (self.window_step_s > 0 and self.window_length_s > 0):
+            raise ConfigError("window_length_s and window_step_s must be positive")
         if self.n_surrogates < 1:
             raise ConfigError("n_surrogates must be positive")
         if self.synaptechnet_cwt_freqs < 0:
@@ -172,7 +211,8 @@ class Config:
 
 #: Options read by the group level only.
 GROUP_ONLY_FIELDS = frozenset({
-    "translators", "group_eeg", "group_eeg_channels", "n_folds", "ridge_lags_ms",
+    "translators", "group_eeg", "group_eeg_channels", "group_windows", "window_length_s",
+    "window_step_s", "n_folds", "ridge_lags_ms",
     "synaptechnet_width", "synaptechnet_cwt_freqs", "synaptechnet_normalization",
     "max_epochs", "batch_size", "learning_rate", "patience",
 })

@@ -140,8 +140,8 @@ def _group(argv: list[str]) -> None:
     mag_names = [f"MEG{i:03d}1" for i in range(1, N_MEG + 1)]
     # head positions (magnetometers in head coordinates, m), a few mm apart
     positions = {s: 0.09 * rng.standard_normal((N_MEG, 3)) for s in subjects}
-    run.gather = lambda output_dir, wanted, version: [
-        SimpleNamespace(subject=s, info={"sfreq": SFREQ}, epochs_files=s, logs=[]) for s in wanted
+    run.gather = lambda output_dir, wanted, *_: [
+        SimpleNamespace(subject=s, info={"sfreq": SFREQ}, files=s, logs=[]) for s in wanted
     ]
     run.common_channels = lambda derivatives: (eeg_names, mag_names, {})
     # whichever reader run.py uses (in memory, or memory-mapped via a scratch folder)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from synaptech_bids.cli import app
+from synaptech_bids.group.gather import cache_subject, find_subject_derivatives
 from synaptech_bids.simulate import simulate_dataset
 from synaptech_bids.translators import load_translator
 
@@ -26,6 +28,7 @@ translators = ["physics", "ridge", "synaptechnet"]
 synaptechnet_width = 0.0625
 max_epochs = 2
 batch_size = 8
+save_continuous = true
 """
 
 
@@ -112,3 +115,66 @@ def test_pruned_channel_set_runs_end_to_end(group_run, tmp_path):
     assert set(scores["n_eeg_channels"]) <= set(range(1, 71))
     assert 1 <= len(channels["EEGChannels"]) <= 70
     assert len(channels["MEGChannels"]) == 102
+
+
+def test_sliding_windows_skip_bad_segments_and_match_the_recording(group_run, tmp_path):
+    """Each sliding window is the continuous recording's samples; none touches a BAD span."""
+    import mne
+
+    _, out, _ = group_run
+    deriv = find_subject_derivatives(out, "01", "clean", windows="sliding")
+    assert deriv is not None and len(deriv.files) == 1
+    raw = mne.io.read_raw_fif(deriv.files[0], preload=True, verbose=False)
+    sfreq = raw.info["sfreq"]
+    # mark 3 s as bad, starting 10 s into the recording
+    raw.annotations.append(raw.first_time + 10.0, 3.0, "BAD_test")
+    raw.save(tmp_path / "run_meg.fif", verbose=False)
+    deriv.files = [tmp_path / "run_meg.fif"]
+    eeg_names = raw.copy().pick("eeg").ch_names
+    mag_names = raw.copy().pick("mag").ch_names
+    eeg, meg, conditions = cache_subject(deriv, eeg_names, mag_names, tmp_path / "arrays",
+                                         window_length_s=2.0, window_step_s=0.5)
+    n_window, step = int(round(2.0 * sfreq)), int(round(0.5 * sfreq))
+    starts = np.arange(0, raw.n_times - n_window + 1, step)
+    bad_start, bad_stop = int(round(10.0 * sfreq)), int(round(13.0 * sfreq))
+    # MNE marks the half-open span [onset, onset + duration) as bad
+    clean = starts[(starts + n_window <= bad_start) | (starts >= bad_stop)]
+    assert len(eeg) == len(meg) == len(conditions) == len(clean)
+    assert len(clean) < len(starts) - 8  # the bad span removed ~ (3 + 2) / 0.5 windows
+    assert set(conditions) == {"n/a"}
+    k = len(clean) // 2
+    expected = raw.get_data(picks=mag_names, start=clean[k], stop=clean[k] + n_window) * 1e15
+    np.testing.assert_allclose(meg[k], expected, rtol=1e-5, atol=1e-3)
+
+
+def test_group_on_sliding_windows(group_run, tmp_path):
+    """group_windows = "sliding" trains and scores on the continuous recordings."""
+    bids, out, config = group_run
+    copy = tmp_path / "derivatives"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("group", "work", "*.html"))
+    other = tmp_path / "config.toml"
+    other.write_text(config.read_text().replace('"physics", "ridge", "synaptechnet"',
+                                                '"ridge"') + 'group_windows = "sliding"\n')
+    result = CliRunner().invoke(app, [str(bids), str(copy), "group", "--config", str(other)])
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(copy / "group" / "desc-translation_scores.tsv", sep="\t",
+                         dtype={"subject": str})
+    assert set(scores["model"]) == {"training-mean", "ridge"}
+    assert sorted(scores["subject"].unique()) == list(SUBJECTS)
+    ridge = scores[scores["model"] == "ridge"].groupby("subject")["r2"].mean()
+    assert (ridge > 0).all(), ridge  # EEG predicts some of the MEG on unseen subjects
+    sidecar = json.loads((copy / "group" / "desc-translation_scores.json").read_text())
+    assert sidecar["Windows"].startswith("2-s windows every 1 s")
+    evoked = pd.read_csv(copy / "group" / "desc-evoked_fidelity.tsv", sep="\t")
+    assert "evoked_r" in evoked and len(evoked) == 0  # no conditions, no evoked responses
+
+
+def test_sliding_windows_need_continuous_recordings(group_run, tmp_path):
+    bids, out, config = group_run
+    copy = tmp_path / "derivatives"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("group", "work", "*_meg.fif"))
+    other = tmp_path / "config.toml"
+    other.write_text(config.read_text() + 'group_windows = "sliding"\n')
+    result = CliRunner().invoke(app, [str(bids), str(copy), "group", "--config", str(other)])
+    assert result.exit_code == 66, result.output
+    assert "save_continuous" in result.output

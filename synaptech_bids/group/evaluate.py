@@ -339,8 +339,8 @@ def evaluate(
             evoked_rows[k].append({"model": name, "fold": k, "subject": subject,
                                    "condition": cond, "evoked_r": r})
     for k in to_run:
-        done[k] = (pd.concat(rows[k], ignore_index=True), pd.DataFrame(evoked_rows[k]),
-                   histories[k])
+        done[k] = (pd.concat(rows[k], ignore_index=True),
+                   pd.DataFrame(evoked_rows[k], columns=EVOKED_COLUMNS), histories[k])
         if fold_results is not None and save_folds:
             _write_fold(fold_results, k, *done[k])
     order = sorted(done)
@@ -351,6 +351,9 @@ def evaluate(
         for name, history in done[k][2].items():
             by_model.setdefault(name, []).append({"fold": k, "history": history})
     return scores, evoked, by_model, examples
+
+
+EVOKED_COLUMNS = ["model", "fold", "subject", "condition", "evoked_r"]
 
 
 def _write_fold(folder: Path, k: int, scores: pd.DataFrame, evoked: pd.DataFrame,

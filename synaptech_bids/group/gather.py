@@ -30,55 +30,76 @@ MEG_SCALE = 1e15
 
 @dataclass
 class SubjectDerivatives:
-    """One subject's participant-level outputs."""
+    """One subject's participant-level outputs.
+
+    ``files`` holds one file per run: the cleaned epochs (``windows ==
+    "epochs"``) or the cleaned continuous recording (``"sliding"``).
+    """
 
     subject: str
-    epochs_files: list[Path]
+    files: list[Path]
     logs: list[dict]
     info: mne.Info | None = field(default=None, repr=False)
+    windows: str = "epochs"
+
+
+#: The file of each run the group level reads, by ``group_windows``.
+RUN_FILE = {"epochs": "desc-{version}_epo.fif", "sliding": "desc-{version}_meg.fif"}
 
 
 def find_subject_derivatives(
-    output_dir: Path, subject: str, eeg_version: str = "ica"
+    output_dir: Path, subject: str, eeg_version: str = "ica", windows: str = "epochs"
 ) -> SubjectDerivatives | None:
-    """Return the subject's cleaned epochs and logs, or ``None`` when it has none.
+    """Return the subject's cleaned data files and logs, or ``None`` when it has none.
 
-    ``eeg_version`` picks the epochs: ``"ica"`` (ICA-cleaned EEG) or
-    ``"clean"`` (filtered EEG with its blinks); the MEG is cleaned in both.
+    ``eeg_version`` picks the EEG: ``"ica"`` (ICA-cleaned) or ``"clean"``
+    (filtered, blinks kept); the MEG is cleaned in both. ``windows`` picks
+    epochs or continuous recordings (see :data:`RUN_FILE`).
     """
     subject_dir = Path(output_dir) / f"sub-{subject}"
     logs = sorted(subject_dir.rglob(f"sub-{subject}_*desc-preproc_log.json"))
-    epochs_files = []
+    files = []
     for log in logs:
-        epo = log.with_name(
-            log.name.replace("desc-preproc_log.json", f"desc-{eeg_version}_epo.fif"))
-        if not epo.is_file():
+        data = log.with_name(log.name.replace(
+            "desc-preproc_log.json", RUN_FILE[windows].format(version=eeg_version)))
+        if not data.is_file():
             return None
-        epochs_files.append(epo)
+        files.append(data)
     if not logs:
         return None
     return SubjectDerivatives(
         subject=subject,
-        epochs_files=epochs_files,
+        files=files,
         logs=[json.loads(p.read_text()) for p in logs],
+        windows=windows,
     )
 
 
 def gather(
-    output_dir: Path, subjects: list[str], eeg_version: str = "ica"
+    output_dir: Path, subjects: list[str], eeg_version: str = "ica", windows: str = "epochs"
 ) -> list[SubjectDerivatives]:
     """Collect every subject's derivatives and check that they can be pooled.
 
     Raises
     ------
     AppError
-        66 naming the subjects without participant-level derivatives; 65
-        when subjects were processed with different configurations or
-        versions; 18 when fewer than two subjects are available (the
-        evaluation holds whole subjects out).
+        66 naming the subjects without participant-level derivatives (or,
+        for sliding windows, without continuous recordings); 65 when
+        subjects were processed with different configurations or versions;
+        18 when fewer than two subjects are available (the evaluation holds
+        whole subjects out).
     """
-    found = {s: find_subject_derivatives(output_dir, s, eeg_version) for s in subjects}
+    found = {s: find_subject_derivatives(output_dir, s, eeg_version, windows)
+             for s in subjects}
     missing = [s for s, d in found.items() if d is None]
+    if missing and windows == "sliding" and all(
+            find_subject_derivatives(output_dir, s, eeg_version) for s in missing):
+        raise AppError(
+            "group_windows = 'sliding' needs the cleaned continuous recordings, which "
+            f"{', '.join('sub-' + s for s in missing)} lack: re-run the participant level "
+            "with save_continuous = true in the config",
+            ExitCode.NO_INPUT,
+        )
     if missing:
         raise AppError(
             "no participant-level derivatives for "
@@ -131,7 +152,7 @@ def common_channels(derivatives: list[SubjectDerivatives]) -> tuple[list[str], l
     """
     eeg_sets, mag_sets, orders = [], [], None
     for deriv in derivatives:
-        for path in deriv.epochs_files:
+        for path in deriv.files:
             info = mne.io.read_info(path, verbose=False)
             if deriv.info is None:
                 deriv.info = info
@@ -154,9 +175,15 @@ def common_channels(derivatives: list[SubjectDerivatives]) -> tuple[list[str], l
 
 
 def cache_subject(
-    deriv: SubjectDerivatives, eeg: list[str], mag: list[str], directory: Path
+    deriv: SubjectDerivatives, eeg: list[str], mag: list[str], directory: Path,
+    window_length_s: float = 2.0, window_step_s: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Load one subject's windows: EEG (µV), magnetometers (fT), condition names.
+
+    The windows are the cleaned epochs, or (``deriv.windows == "sliding"``)
+    windows of ``window_length_s`` every ``window_step_s`` over each cleaned
+    continuous run, skipping any that touch a ``BAD``/``EDGE`` annotation;
+    their condition is ``"n/a"``.
 
     Runs are read one at a time and written into ``directory``, so only one
     run is ever in memory; the arrays returned are read-only memory maps,
@@ -165,9 +192,12 @@ def cache_subject(
     from holding every subject in RAM at once.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    runs = [mne.read_epochs(path, preload=False, verbose=False) for path in deriv.epochs_files]
-    n_windows = sum(len(epochs) for epochs in runs)
-    n_times = len(runs[0].times)
+    if deriv.windows == "sliding":
+        runs = [_SlidingRun(path, window_length_s, window_step_s) for path in deriv.files]
+    else:
+        runs = [_EpochsRun(path) for path in deriv.files]
+    n_windows = sum(run.n_windows for run in runs)
+    n_times = runs[0].n_times
     out = {}
     for kind, picks, scale in (("eeg", eeg, EEG_SCALE), ("meg", mag, MEG_SCALE)):
         target = directory / f"sub-{deriv.subject}_{kind}.npy"
@@ -175,18 +205,55 @@ def cache_subject(
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
                                           shape=(n_windows, len(picks), n_times))
         start = 0
-        for epochs in runs:
-            array[start:start + len(epochs)] = epochs.get_data(picks=picks) * scale
-            start += len(epochs)
+        for run in runs:
+            array[start:start + run.n_windows] = run.windows(picks) * scale
+            start += run.n_windows
         array.flush()
         del array
         tmp.replace(target)
         out[kind] = np.load(target, mmap_mode="r")
-    conditions = np.concatenate([
-        np.array([{v: k for k, v in e.event_id.items()}[c] for c in e.events[:, 2]])
-        for e in runs
-    ])
+    conditions = np.concatenate([run.conditions() for run in runs])
     return out["eeg"], out["meg"], conditions
+
+
+class _EpochsRun:
+    """One run's cleaned epochs (read lazily)."""
+
+    def __init__(self, path: Path) -> None:
+        self.epochs = mne.read_epochs(path, preload=False, verbose=False)
+        self.n_windows, self.n_times = len(self.epochs), len(self.epochs.times)
+
+    def windows(self, picks: list[str]) -> np.ndarray:
+        return self.epochs.get_data(picks=picks)
+
+    def conditions(self) -> np.ndarray:
+        names = {v: k for k, v in self.epochs.event_id.items()}
+        return np.array([names[c] for c in self.epochs.events[:, 2]])
+
+
+class _SlidingRun:
+    """Windows slid over one cleaned continuous run, away from bad segments."""
+
+    def __init__(self, path: Path, length_s: float, step_s: float) -> None:
+        self.raw = mne.io.read_raw_fif(path, preload=False, verbose=False)
+        sfreq = self.raw.info["sfreq"]
+        self.n_times = int(round(length_s * sfreq))
+        step_samples = max(1, int(round(step_s * sfreq)))
+        # MNE marks samples under BAD/EDGE annotations as NaN: a window is
+        # kept only when none of its samples is.
+        bad = np.isnan(self.raw.get_data(picks=[0], reject_by_annotation="NaN")[0])
+        bad_before = np.r_[0, np.cumsum(bad)]
+        starts = np.arange(0, self.raw.n_times - self.n_times + 1, step_samples)
+        self.starts = starts[bad_before[starts + self.n_times] == bad_before[starts]]
+        self.n_windows = len(self.starts)
+
+    def windows(self, picks: list[str]) -> np.ndarray:
+        data = self.raw.get_data(picks=picks)
+        view = np.lib.stride_tricks.sliding_window_view(data, self.n_times, axis=1)
+        return view[:, self.starts].transpose(1, 0, 2)
+
+    def conditions(self) -> np.ndarray:
+        return np.full(self.n_windows, "n/a")
 
 
 def pruned_eeg_channels(deriv: SubjectDerivatives) -> set[str]:
@@ -197,9 +264,9 @@ def pruned_eeg_channels(deriv: SubjectDerivatives) -> set[str]:
     channel set from its training subjects only.
     """
     channels: set[str] = set()
-    for epo in deriv.epochs_files:
-        stem = epo.name.rsplit("_desc-", 1)[0]
-        table = epo.with_name(f"{stem}_desc-pruned_channels.tsv")
+    for run_file in deriv.files:
+        stem = run_file.name.rsplit("_desc-", 1)[0]
+        table = run_file.with_name(f"{stem}_desc-pruned_channels.tsv")
         if table.is_file():
             channels |= set(pd.read_csv(table, sep="\t", usecols=["eeg_channel"],
                                         dtype=str)["eeg_channel"])

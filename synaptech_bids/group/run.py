@@ -93,7 +93,7 @@ def run_group_level(
     main = distributed.is_main()
     if force and checkpoints.exists() and main:
         shutil.rmtree(checkpoints)
-    derivatives = gather(output_dir, subjects, config.group_eeg)
+    derivatives = gather(output_dir, subjects, config.group_eeg, config.group_windows)
     if main:
         write_dataset_description(output_dir, source_description, bids_root)
     eeg_names, mag_names, dropped = common_channels(derivatives)
@@ -104,7 +104,9 @@ def run_group_level(
     data = []
     with step(f"loading {len(derivatives)} subjects"):
         for deriv in derivatives:
-            eeg, meg, conditions = cache_subject(deriv, eeg_names, mag_names, arrays)
+            eeg, meg, conditions = cache_subject(deriv, eeg_names, mag_names, arrays,
+                                                 config.window_length_s,
+                                                 config.window_step_s)
             pruned = (frozenset(pruned_eeg_channels(deriv))
                       if config.group_eeg_channels == "pruned" else None)
             data.append(SubjectArrays(deriv.subject, eeg, meg, conditions,
@@ -151,6 +153,10 @@ def run_group_level(
         "DroppedChannels": dropped,
         "Units": "EEG in µV, MEG in fT",
         "EEGVersion": config.group_eeg,
+        "Windows": (f"{config.window_length_s:g}-s windows every {config.window_step_s:g} s "
+                    "over the cleaned continuous runs, bad segments skipped"
+                    if config.group_windows == "sliding" else
+                    "the cleaned epochs around the events"),
         "Config": config.to_dict(),
         "Seed": seed,
         "Provenance": provenance(),
@@ -220,7 +226,7 @@ def _transfer(derivatives: list, mag_names: list[str], scores: pd.DataFrame) -> 
     )
 
     positions = {
-        d.subject: magnetometer_positions_head(read_run_infos(d.epochs_files), mag_names)
+        d.subject: magnetometer_positions_head(read_run_infos(d.files), mag_names)
         for d in derivatives
     }
     return transfer_table(scores, head_distances_mm(positions))

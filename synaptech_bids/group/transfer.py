@@ -94,6 +94,6 @@ def transfer_figure(table: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def read_run_infos(epochs_files: list[Path]) -> list[mne.Info]:
-    """The measurement info of each run's epochs (no data read)."""
-    return [mne.io.read_info(path, verbose=False) for path in epochs_files]
+def read_run_infos(files: list[Path]) -> list[mne.Info]:
+    """The measurement info of each run's data file (no data read)."""
+    return [mne.io.read_info(path, verbose=False) for path in files]

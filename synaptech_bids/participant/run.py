@@ -64,10 +64,13 @@ def run_participant_level(
         process_subject(subject, runs[subject], output_dir, config, seed, force)
 
 
-def run_outputs(run: Run, output_dir: Path) -> dict[str, Any]:
-    """The files one run produces (paths are BIDSPaths)."""
+def run_outputs(run: Run, output_dir: Path, config: Config | None = None) -> dict[str, Any]:
+    """The files one run produces (paths are BIDSPaths).
+
+    With ``config.save_continuous``, also the cleaned continuous recordings.
+    """
     bp = run.bids_path
-    return {
+    outputs = {
         "epochs": derivative_path(bp, output_dir, desc="clean", suffix="epo",
                                   extension=".fif"),
         "epochs_ica": derivative_path(bp, output_dir, desc="ica", suffix="epo",
@@ -97,6 +100,12 @@ def run_outputs(run: Run, output_dir: Path) -> dict[str, Any]:
         "log": derivative_path(bp, output_dir, desc="preproc", suffix="log",
                                extension=".json"),
     }
+    if config is not None and config.save_continuous:
+        outputs["continuous"] = derivative_path(bp, output_dir, desc="clean", suffix="meg",
+                                                extension=".fif")
+        outputs["continuous_ica"] = derivative_path(bp, output_dir, desc="ica", suffix="meg",
+                                                    extension=".fif")
+    return outputs
 
 
 def run_inputs(run: Run) -> list[Path]:
@@ -132,7 +141,7 @@ def process_subject(
     summaries = []
     for index, run in enumerate(runs, start=1):
         label = f"sub-{subject} run {index}/{len(runs)} ({run.name})"
-        outputs = run_outputs(run, output_dir)
+        outputs = run_outputs(run, output_dir, config)
         input_hash = content_hash(
             run_inputs(run), json.dumps([config.participant_dict(), seed, __version__])
         )
@@ -335,6 +344,11 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
             "over the channels of that type, before and after preprocessing",
             "Units": "log10(V^2/Hz) for eeg, log10(T^2/Hz) for mag"},
     })
+    if config.save_continuous:
+        # the group level's sliding windows read these (group_windows)
+        for key, data in (("continuous", raw), ("continuous_ica", raw_ica)):
+            with atomic_path(outputs[key].fpath, suffix="_meg.fif") as tmp:
+                data.save(tmp, overwrite=True, verbose=False)
     epochs_ica, epochs_log = make_epochs(raw_ica, config)
     epochs = epochs_like(raw, epochs_ica, config) if config.ica else epochs_ica
     del raw

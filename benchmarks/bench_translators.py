@@ -1,0 +1,101 @@
+"""Translators compared on simulated subjects they never saw (issue 5's goals).
+
+    python benchmarks/bench_translators.py [--subjects 4] [--runs 2] [--duration 120]
+                                           [--width 0.25] [--max-epochs 40]
+                                           [--windows epochs|sliding] [--work DIR]
+
+Simulates a ds000117-like dataset with the simulator's (calibrated) defaults,
+runs the app as a user would (``synaptech-bids ... participant`` with the
+default preprocessing, ICA included, and fewer MI surrogates, which the
+translators do not read; then ``... group``), and prints per model the
+held-out R² (mean over held-out subjects, 95% interval), its share of each
+subject's within-subject linear optimum, the simulator's noise ceiling, and
+whether Synaptech-Net at least matches ridge, and the physics baseline. The
+training-mean row is the floor measured in the same run. A script that
+prints, not a test: minutes to hours on a CPU depending on the sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+
+def app(*args: str, threads: int) -> None:
+    """Run the installed command line in a child process, as a user would."""
+    exe = Path(sys.executable).with_name("synaptech-bids")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "OPENBLAS_NUM_THREADS": str(threads)}
+    subprocess.run([str(exe), *args, "--omp-nthreads", str(threads)], check=True, env=env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subjects", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds per run")
+    parser.add_argument("--sfreq", type=float, default=500.0, help="simulated rate, Hz")
+    parser.add_argument("--width", type=float, default=0.25, help="synaptechnet_width")
+    parser.add_argument("--max-epochs", type=int, default=40)
+    parser.add_argument("--windows", choices=("epochs", "sliding"), default="epochs")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, help="keep everything here (default: temporary)")
+    args = parser.parse_args()
+
+    from synaptech_bids.simulate import simulate_dataset
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-translators-"))
+    bids, out = work / "bids", work / "derivatives"
+    config = work / "config.toml"
+    config.write_text(
+        "n_surrogates = 20\n"
+        f"save_continuous = {'true' if args.windows == 'sliding' else 'false'}\n"
+        'translators = ["physics", "ridge", "synaptechnet"]\n'
+        f"synaptechnet_width = {args.width}\n"
+        f"max_epochs = {args.max_epochs}\n"
+        f'group_windows = "{args.windows}"\n'
+        f"n_folds = {args.subjects}\n"
+    )
+    timings = {}
+    start = time.perf_counter()
+    if not bids.exists():
+        simulate_dataset(bids, n_subjects=args.subjects, n_runs=args.runs,
+                         duration=args.duration, seed=args.seed, sfreq=args.sfreq)
+    timings["simulate"] = time.perf_counter() - start
+    for level in ("participant", "group"):
+        start = time.perf_counter()
+        app(str(bids), str(out), level, "--config", str(config), "--seed", str(args.seed),
+            threads=args.threads)
+        timings[level] = time.perf_counter() - start
+
+    summary = pd.read_csv(out / "group" / "desc-translation_summary.tsv", sep="\t")
+    scores = pd.read_csv(out / "group" / "desc-translation_scores.tsv", sep="\t",
+                         dtype={"subject": str})
+    took = ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+    print(f"\n{args.subjects} subjects x {args.runs} runs x {args.duration:g} s "
+          f"({args.windows}), synaptechnet width {args.width:g}, "
+          f"max {args.max_epochs} epochs; {took}")
+    print(summary.to_string(index=False))
+    per_subject = scores.groupby(["model", "subject"])["r2"].mean().unstack("model")
+    print("\nheld-out R² per subject (channel mean):")
+    print(per_subject.round(3).to_string())
+    r2 = per_subject.mean()
+    verdict = "matches or beats" if r2["synaptechnet"] >= r2["ridge"] else "does NOT match"
+    print(f"\nsynaptechnet {r2['synaptechnet']:.3f} {verdict} ridge {r2['ridge']:.3f}; "
+          f"physics baseline {r2['physics']:.3f}; training mean {r2['training-mean']:.3f}")
+    print(f"outputs: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,7 @@
 """Benchmark of the group level: inference speed and memory at ds000117 scale.
 
     python benchmarks/bench_group.py [--threads 2] [--subjects 16] [--windows 880]
+                                     [--only inference|memory]
 
 Prints:
 
@@ -176,6 +177,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--subjects", type=int, default=16)
     parser.add_argument("--windows", type=int, default=880)
+    parser.add_argument("--only", choices=("inference", "memory"),
+                        help="run one part (inference speed wants an idle machine; "
+                        "memory does not)")
     parser.add_argument("--child", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     import torch
@@ -187,8 +191,10 @@ def main() -> None:
             _evaluate_child(args.child[0], args.child[1], bool(args.child[2]))
             return
         print(f"threads: {args.threads}")
-        bench_inference(args.minutes)
-        bench_memory(args.subjects, args.windows)
+        if args.only != "memory":
+            bench_inference(args.minutes)
+        if args.only != "inference":
+            bench_memory(args.subjects, args.windows)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ def main() -> None:
     from synaptech_bids.simulate import simulate_dataset
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-translators-"))
+    work.mkdir(parents=True, exist_ok=True)
     bids, out = work / "bids", work / "derivatives"
     config = work / "config.toml"
     config.write_text(

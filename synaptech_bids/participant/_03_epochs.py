@@ -3,8 +3,12 @@
 Epochs are the paper's 2-second windows (default −0.5 to 1.5 s around the
 stimulus, baseline −0.5 to 0 s). Rejection is peak-to-peak per channel type,
 applied to EEG and MEG together: a window is kept only when both modalities
-are usable, since every later analysis needs the pair. What was rejected and
-why is counted for the log and the report.
+are usable, since every later analysis needs the pair. The thresholds are
+fixed (``reject = "ptp"``) or estimated per run and channel type by
+autoreject's ``get_rejection_threshold`` (``reject = "autoreject"``: the
+threshold whose kept epochs' average best matches the median of held-out
+epochs, by 5-fold cross-validation; Jas et al., 2017). What was rejected and why is
+counted for the log and the report.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ import numpy as np
 from ..config import Config
 from ..errors import AppError, ExitCode
 
+#: autoreject's cross-validation has 5 folds, so it needs at least 5 epochs.
+AUTOREJECT_MIN_EPOCHS = 5
+
 
 def reject_thresholds(config: Config, info: mne.Info) -> dict[str, float]:
-    """Peak-to-peak thresholds in SI units, for the channel types present."""
+    """Fixed peak-to-peak thresholds in SI units, for the channel types present."""
     present = set(info.get_channel_types())
     thresholds = {
         "eeg": config.reject_eeg_uv * 1e-6,
@@ -30,7 +37,41 @@ def reject_thresholds(config: Config, info: mne.Info) -> dict[str, float]:
     return {k: v for k, v in thresholds.items() if k in present}
 
 
-def make_epochs(raw: mne.io.BaseRaw, config: Config) -> tuple[mne.Epochs, dict]:
+def autoreject_thresholds(epochs: mne.Epochs, seed: int) -> dict[str, float]:
+    """Global peak-to-peak thresholds per channel type, estimated by autoreject.
+
+    As MNE-BIDS-Pipeline's ``reject = "autoreject_global"``: one threshold
+    each for EEG, magnetometers and gradiometers (not EOG/ECG, which are not
+    rejected on), channels marked bad left out.
+
+    Parameters
+    ----------
+    epochs : mne.Epochs
+        Loaded epochs, not yet rejected on amplitude.
+    seed : int
+        Seed of autoreject's Bayesian optimisation: the same seed gives the
+        same thresholds.
+
+    Returns
+    -------
+    thresholds : dict
+        Channel type to threshold in SI units (V, T, T/m).
+    """
+    try:
+        from autoreject import get_rejection_threshold
+    except ImportError as err:
+        raise AppError(
+            "reject = 'autoreject' needs the autoreject package (pip install autoreject)",
+            ExitCode.USAGE,
+        ) from err
+    ch_types = [t for t in ("eeg", "mag", "grad") if t in epochs.get_channel_types()]
+    thresholds = get_rejection_threshold(epochs, ch_types=ch_types, random_state=seed,
+                                         verbose=False)
+    return {k: float(v) for k, v in thresholds.items()}
+
+
+def make_epochs(raw: mne.io.BaseRaw, config: Config,
+                seed: int = 0) -> tuple[mne.Epochs, dict]:
     """Epoch a cleaned run around its annotated events, rejecting bad epochs.
 
     Parameters
@@ -38,7 +79,9 @@ def make_epochs(raw: mne.io.BaseRaw, config: Config) -> tuple[mne.Epochs, dict]:
     raw : mne.io.BaseRaw
         A preprocessed run whose annotations are the events of ``events.tsv``.
     config : Config
-        Window, baseline and rejection thresholds.
+        Window, baseline, rejection method and fixed thresholds.
+    seed : int
+        Seed of autoreject (``config.reject == "autoreject"``); unused otherwise.
 
     Returns
     -------
@@ -65,11 +108,21 @@ def make_epochs(raw: mne.io.BaseRaw, config: Config) -> tuple[mne.Epochs, dict]:
         tmax=config.epochs_tmax,
         baseline=tuple(config.baseline),
         picks=picks,
-        reject=reject_thresholds(config, raw.info),
+        reject=None,  # decided below, once the thresholds are known
         reject_by_annotation=True,
         preload=True,
         verbose=False,
     )
+    method = "fixed"
+    thresholds = reject_thresholds(config, raw.info)
+    if config.reject == "autoreject":
+        if len(epochs) >= AUTOREJECT_MIN_EPOCHS:
+            thresholds = autoreject_thresholds(epochs, seed)
+            method = f"autoreject global (get_rejection_threshold, seed {seed})"
+        else:
+            method = (f"fixed (autoreject needs at least {AUTOREJECT_MIN_EPOCHS} epochs, "
+                      f"the run has {len(epochs)})")
+    epochs.drop_bad(reject=thresholds, verbose=False)
     reasons: Counter[str] = Counter()
     for entry in epochs.drop_log:
         if entry:
@@ -79,7 +132,8 @@ def make_epochs(raw: mne.io.BaseRaw, config: Config) -> tuple[mne.Epochs, dict]:
     log: dict[str, Any] = {
         "Window": [config.epochs_tmin, config.epochs_tmax],
         "Baseline": list(config.baseline),
-        "RejectPeakToPeak": reject_thresholds(config, raw.info),
+        "RejectMethod": method,
+        "RejectPeakToPeak": thresholds,
         "EventsPerCondition": {c: int(total[i]) for c, i in event_id.items()},
         "KeptPerCondition": {c: int(kept[i]) for c, i in event_id.items()},
         "RejectedByReason": dict(reasons),
@@ -89,7 +143,7 @@ def make_epochs(raw: mne.io.BaseRaw, config: Config) -> tuple[mne.Epochs, dict]:
     if len(epochs) == 0:
         raise AppError(
             f"all {len(events)} epochs were rejected ({dict(reasons)}); "
-            "raise the rejection thresholds in the config",
+            "raise the rejection thresholds in the config (reject = 'ptp')",
             ExitCode.BAD_DATA,
         )
     return epochs, log

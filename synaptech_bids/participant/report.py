@@ -32,13 +32,22 @@ def methods_text(config: Config, log: dict) -> str:
     )
     return (
         f"Data were preprocessed with synaptech-bids {__version__} (MNE-Python "
-        f"{mne.__version__}). Bad EEG channels listed in channels.tsv were "
-        "interpolated with spherical splines and EEG was re-referenced to the "
+        f"{mne.__version__}). "
+        + ("Besides the bad channels listed in channels.tsv, flat and noisy MEG "
+           "sensors were found automatically by their departure from a "
+           "signal-space-separation reconstruction (MNE's find_bad_channels_maxwell, "
+           "40 Hz low-passed data) and marked bad, and flat, noisy and uncorrelated "
+           "EEG electrodes by a robust amplitude and correlation test. "
+           if config.auto_bad_channels else "")
+        + "Bad EEG channels "
+        + ("" if config.auto_bad_channels else "listed in channels.tsv ")
+        + "were interpolated with spherical splines and EEG was re-referenced to the "
         f"average of all electrodes. Recordings were {notch_text}band-pass "
         f"filtered at {config.l_freq:g}–{config.h_freq:g} Hz (zero-phase FIR) and "
         f"resampled to {config.resample_sfreq:g} Hz. "
-        + ("Eye-blink and heartbeat components were removed by ICA (Picard, orthogonal extended, one "
-           "per modality, fitted on 1 Hz high-passed data, components matched to "
+        + ("Eye-blink and heartbeat components were removed by ICA (Picard, orthogonal "
+           "extended, one per modality, fitted on 1 Hz high-passed data, components "
+           "matched to "
            "the EOG and ECG channels): always from the MEG, and from the EEG in a "
            "separate ICA-cleaned version; the blink left in the MEG after ICA was "
            "projected out with one EOG SSP vector per sensor type. " if config.ica else "")
@@ -46,8 +55,12 @@ def methods_text(config: Config, log: dict) -> str:
         f"{config.epochs_tmin:g} to {config.epochs_tmax:g} s around each stimulus "
         f"were baseline-corrected ({config.baseline[0]:g} to {config.baseline[1]:g} s) "
         "and rejected when their peak-to-peak amplitude exceeded "
-        f"{config.reject_eeg_uv:g} µV (EEG) or {config.reject_mag_ft:g} fT "
-        "(magnetometers). EEG electrodes and MEG sensors were expressed in head "
+        + ("global thresholds estimated per run and channel type by autoreject "
+           "(get_rejection_threshold, 5-fold cross-validation). "
+           if config.reject == "autoreject" else
+           f"{config.reject_eeg_uv:g} µV (EEG) or {config.reject_mag_ft:g} fT "
+           "(magnetometers). ")
+        + "EEG electrodes and MEG sensors were expressed in head "
         "coordinates with each run's device-to-head transform; each magnetometer "
         f"was paired with the electrodes within {config.pair_max_distance_cm:g} cm."
     )
@@ -82,6 +95,17 @@ def write_subject_report(subject: str, runs: list[Run], output_dir: Path,
             "EEG positions": log["Coregistration"]["EEGPositionSource"],
             "ICA removed (EEG / MEG)": _ica_text(log.get("ICA", {})),
         })
+        auto = log["Preprocessing"].get("AutoBadChannels")
+        if auto is not None:
+            rows[-1]["found bad automatically"] = ", ".join(
+                f"{modality} {key.lower()}: {', '.join(chs)}"
+                for modality, entry in auto.items()
+                for key, chs in entry["Channels"].items() if chs) or "none"
+        if config.reject == "autoreject":
+            units = {"eeg": (1e6, "µV"), "mag": (1e15, "fT"), "grad": (1e13, "fT/cm")}
+            rows[-1]["rejection thresholds"] = ", ".join(
+                f"{k}: {v * units[k][0]:.0f} {units[k][1]}"
+                for k, v in ep["RejectPeakToPeak"].items())
     report.add_html(pd.DataFrame(rows).to_html(index=False), title="Runs and rejections")
 
     for run in runs:

@@ -349,7 +349,7 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
         for key, data in (("continuous", raw), ("continuous_ica", raw_ica)):
             with atomic_path(outputs[key].fpath, suffix="_meg.fif") as tmp:
                 data.save(tmp, overwrite=True, verbose=False)
-    epochs_ica, epochs_log = make_epochs(raw_ica, config)
+    epochs_ica, epochs_log = make_epochs(raw_ica, config, seed=seed)
     epochs = epochs_like(raw, epochs_ica, config) if config.ica else epochs_ica
     del raw
     epochs_log["EvokedSNR"] = {

@@ -627,7 +627,8 @@ class SynaptechNetTranslator(Translator):
         out = np.empty((eeg.shape[0], self.n_meg_, eeg.shape[2]), dtype=eeg.dtype)
         with torch.no_grad():
             for s in range(0, eeg.shape[0], bs):
-                x = torch.as_tensor(eeg[s : s + bs], dtype=torch.float32).to(device)
+                # torch.tensor copies: the windows may be a read-only memory map
+                x = torch.tensor(eeg[s : s + bs], dtype=torch.float32).to(device)
                 y = self.meg_scaler_.inverse(model(self.eeg_scaler_.transform(x)))
                 out[s : s + bs] = y.cpu().numpy()
         self.model_ = model.cpu()

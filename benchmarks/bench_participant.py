@@ -103,7 +103,8 @@ def same_steps_child(bids: Path, out: Path) -> None:
     from synaptech_bids.participant._01_preprocess import preprocess_raw
     from synaptech_bids.participant._03_epochs import make_epochs
 
-    config = Config(ica=False)
+    # the peer's committed config runs neither ICA nor Maxwell filtering
+    config = Config(ica=False, maxwell_filter=False)
     out.mkdir(parents=True, exist_ok=True)
     kept = total = 0
     for run in find_runs(bids, "01"):

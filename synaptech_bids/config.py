@@ -33,6 +33,9 @@ class Config:
         Band-pass edges in Hz (the paper: 0.1–100 Hz).
     resample_sfreq : float
         Sampling rate after preprocessing, in Hz.
+    maxwell_filter : bool
+        Signal-space separation of MEG data not already Maxwell-filtered
+        (removes the room's field, which dominates raw magnetometers).
     notch : bool
         Notch-filter the power-line frequency (from the sidecar) and its
         harmonics below the Nyquist frequency.
@@ -120,6 +123,7 @@ class Config:
     h_freq: float = 100.0
     resample_sfreq: float = 250.0
     notch: bool = True
+    maxwell_filter: bool = True
     eeg_reference: str = "average"
     ica: bool = True
     ica_n_components: float = 30

@@ -11,6 +11,13 @@ Why in this order:
   the band-passed data at the low rate, which is what it needs (drifts and
   line noise would otherwise dominate the amplitudes it compares) at a
   fraction of the cost at the recording's rate;
+- signal-space separation (Maxwell filtering, on by default for MEG not
+  already Maxwell-filtered) then removes the fields of sources outside the
+  helmet: in a magnetically shielded room the room's field still dominates
+  the magnetometers (81% of their variance on a simulated run), and it is
+  not brain signal; left in, it is a target no EEG can predict (the
+  within-subject EEG-to-magnetometer optimum went from 0.03 to 0.29 on that
+  run). It needs the bad MEG channels marked first;
 - bad EEG channels are interpolated with spherical splines *before*
   re-referencing, so a broken electrode does not leak into the average
   reference, and so every subject keeps the full EEG channel set the group
@@ -22,8 +29,9 @@ Filtering and resampling are linear and the same for every channel, so
 doing them before the interpolation and the average reference gives the same
 data as doing them after.
 
-MEG bad channels are marked, not interpolated: magnetometer targets with a
-bad sensor are dropped at group level instead of invented.
+MEG bad channels are marked, not interpolated: Maxwell filtering leaves
+them out of its fit, and they stay marked after it, so magnetometer targets
+with a bad sensor are dropped at group level instead of invented.
 """
 
 from __future__ import annotations
@@ -85,7 +93,8 @@ def preprocess_raw(raw: mne.io.BaseRaw, config: Config) -> tuple[mne.io.BaseRaw,
     Returns
     -------
     raw : mne.io.BaseRaw
-        The same object, cleaned.
+        The cleaned recording: the same object, or a new one when Maxwell
+        filtering ran.
     log : dict
         What was done, with numbers, for the run's preprocessing log.
     """
@@ -122,6 +131,8 @@ def preprocess_raw(raw: mne.io.BaseRaw, config: Config) -> tuple[mne.io.BaseRaw,
 
     if config.auto_bad_channels:
         log["AutoBadChannels"] = mark_auto_bad_channels(raw)
+    if config.maxwell_filter:
+        raw, log["MaxwellFilter"] = apply_maxwell_filter(raw)
     eeg_names = set(_names(raw, "eeg"))
     eeg_bads = [ch for ch in raw.info["bads"] if ch in eeg_names]
     if eeg_bads:
@@ -135,6 +146,55 @@ def preprocess_raw(raw: mne.io.BaseRaw, config: Config) -> tuple[mne.io.BaseRaw,
     raw.set_eeg_reference("average", projection=False, verbose=False)
     log["EEGReference"] = "average"
     return raw, log
+
+
+#: Where the sphere's origin goes when the digitisation cannot place it
+#: (head frame, m): MNE's default for adults.
+DEFAULT_SSS_ORIGIN = (0.0, 0.0, 0.04)
+
+
+def apply_maxwell_filter(raw: mne.io.BaseRaw) -> tuple[mne.io.BaseRaw, dict[str, Any]]:
+    """Signal-space separation of the MEG (MNE's ``maxwell_filter``).
+
+    Keeps the internal multipole expansion (order 8: sources inside the
+    helmet) and drops the external one (order 3: the room), with the
+    expansion's origin fitted to the digitised head shape in head
+    coordinates, as MNE-BIDS-Pipeline's ds000117 configuration does. No
+    fine-calibration or cross-talk file is used (the simulated data have
+    none; ds000117 keeps them in a derivative). Bad MEG channels are left
+    out of the fit and stay marked bad afterwards. Data already
+    Maxwell-filtered, or without MEG, are left alone.
+
+    Returns
+    -------
+    raw : mne.io.BaseRaw
+        The filtered recording (a new object), or ``raw`` itself when skipped.
+    log : dict
+        Method, origin, number of internal components kept, or why skipped.
+    """
+    if not len(mne.pick_types(raw.info, meg=True)):
+        return raw, {"Skipped": "no MEG channels"}
+    if _maxwell_filtered(raw.info):
+        return raw, {"Skipped": "the MEG was already Maxwell-filtered"}
+    meg_names = {raw.ch_names[i] for i in mne.pick_types(raw.info, meg=True, exclude=[])}
+    meg_bads = [ch for ch in raw.info["bads"] if ch in meg_names]
+    try:
+        origin = mne.bem.fit_sphere_to_headshape(raw.info, units="m", verbose=False)[1]
+        origin_source = "fitted to the digitised head shape"
+    except (RuntimeError, ValueError):
+        origin, origin_source = np.array(DEFAULT_SSS_ORIGIN), "default (no head shape)"
+    sss = mne.preprocessing.maxwell_filter(raw, origin=origin, coord_frame="head",
+                                           verbose=False)
+    sss.info["bads"] = sorted(set(sss.info["bads"]) | set(meg_bads))
+    n_kept = sss.info["proc_history"][0]["max_info"]["sss_info"].get("nfree")
+    return sss, {
+        "Method": "signal-space separation (mne.preprocessing.maxwell_filter), "
+        "internal order 8, external order 3, head frame",
+        "OriginHeadM": [round(float(v), 4) for v in origin],
+        "OriginSource": origin_source,
+        "InternalComponentsKept": int(n_kept) if n_kept is not None else None,
+        "BadMEGChannelsLeftOut": meg_bads,
+    }
 
 
 def mark_auto_bad_channels(raw: mne.io.BaseRaw) -> dict[str, dict[str, Any]]:

@@ -45,6 +45,11 @@ def methods_text(config: Config, log: dict) -> str:
         f"average of all electrodes. Recordings were {notch_text}band-pass "
         f"filtered at {config.l_freq:g}–{config.h_freq:g} Hz (zero-phase FIR) and "
         f"resampled to {config.resample_sfreq:g} Hz. "
+        + ("The MEG was then Maxwell-filtered (signal-space separation, MNE's "
+           "maxwell_filter, internal order 8, external order 3, origin fitted to "
+           "the head shape, no fine-calibration or cross-talk file) to remove the "
+           "fields of sources outside the helmet. "
+           if pre.get("MaxwellFilter", {}).get("Method") else "")
         + ("Eye-blink and heartbeat components were removed by ICA (Picard, orthogonal "
            "extended, one per modality, fitted on 1 Hz high-passed data, components "
            "matched to "

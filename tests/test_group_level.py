@@ -178,3 +178,17 @@ def test_sliding_windows_need_continuous_recordings(group_run, tmp_path):
     result = CliRunner().invoke(app, [str(bids), str(copy), "group", "--config", str(other)])
     assert result.exit_code == 66, result.output
     assert "save_continuous" in result.output
+
+
+def test_subject_with_too_few_windows_is_refused(group_run, tmp_path):
+    """A subject left with fewer than 4 windows: one clear line, exit 65, no traceback."""
+    import mne
+
+    bids, out, config = group_run
+    copy = tmp_path / "derivatives"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("group", "work", "*.html"))
+    epo = next(copy.rglob("sub-02_*desc-clean_epo.fif"))
+    mne.read_epochs(epo, verbose=False)[:2].save(epo, overwrite=True, verbose=False)
+    result = CliRunner().invoke(app, [str(bids), str(copy), "group", "--config", str(config)])
+    assert result.exit_code == 65, result.output
+    assert "sub-02 has 2 windows" in result.output

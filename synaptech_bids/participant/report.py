@@ -138,6 +138,10 @@ def write_subject_report(subject: str, runs: list[Run], output_dir: Path,
             one.info["projs"] = []
     epochs = mne.concatenate_epochs(epochs_list, verbose=False)
     for condition in sorted(epochs.event_id):
+        if not len(epochs[condition]):  # every epoch of it rejected: nothing to show
+            report.add_html(f"<p>No epoch of condition {condition} was kept.</p>",
+                            title=f"Evoked: {condition}", section="Evoked responses")
+            continue
         evoked = epochs[condition].average(picks=["eeg", "mag"])
         report.add_figure(_evoked_figure(evoked), title=f"Evoked: {condition}",
                           section="Evoked responses")

@@ -50,6 +50,8 @@ LABELS = ["01", "02"]
 # folder (which BIDS leaves alone), so the container reads it from /data.
 CONFIG = """\
 # synaptech-bids options for the container test: a quick pipeline
+# (a 1 Hz high-pass suits 30-s recordings: 0.1 Hz needs a 33-s filter)
+l_freq = 1.0
 n_surrogates = 20
 max_epochs = 3
 ica_n_components = 15

@@ -26,21 +26,13 @@ truth's.
     python benchmarks/bench_transfer.py                    # 4 subjects, 4 spreads (~30 min)
     python benchmarks/bench_transfer.py --spreads 0 10 --subjects 4
 
-Measured during the calibration of issue 6 with the simulated skull at 1/25
-of the brain's conductivity (the default became 1/40; not re-measured at
-1/40, which lies between the two; the app's lead fields keep MNE's 1/80),
-seed 0, ``--spreads 0 5 10 --subjects 4`` (15 min on the shared 2-core
-machine), share of optimum, mean [min, max] over 4 held-out subjects;
-optimum R² 0.26/0.32/0.38 at 0/5/10 mm: ridge 46 [42, 49] / 11 [-18, 33] /
-5 [-7, 21] %, sourcespace 1 / 3.5 / 2 %, adaptive and subject-sbl ~0 %
-(their inner CV picks the largest penalty: the map shrinks to predicting
-zero). Before the calibration (skull 1/80; spreads 0/5/10/20 mm, optimum R²
-0.18/0.25/0.32/0.39): ridge 46/4/-1/-9 %, sourcespace -1/5/3/-1 %, adaptive
-~0 %. A more conductive skull raised the within-subject optimum (the EEG
-resolves more of the sources) but not what transfers between subjects: 300
-subject-specific background patches carry most of the source power, so
-little is shared; no learned source prior transferred, and the issue's
-goals (90 % at 5 mm, 60 % at 10 mm) are not met.
+Measured when written (seed 0, share of optimum, mean over 4 held-out
+subjects; spreads 0/5/10/20 mm; optimum R² 0.18/0.25/0.32/0.39): ridge
+46/4/-1/-9 %, sourcespace -1/5/3/-1 %, adaptive and subject-sbl ~0 % (their
+inner CV picks the largest penalty: the map shrinks to predicting zero). On
+this simulator 300 subject-specific background patches carry most of the
+source power, so little is shared between subjects; no learned source prior
+transferred, and the issue's goals (90 % at 5 mm, 60 % at 10 mm) are not met.
 """
 
 from __future__ import annotations

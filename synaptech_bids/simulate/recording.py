@@ -201,25 +201,6 @@ def artifact_dipoles(geom: SubjectGeometry) -> tuple[np.ndarray, np.ndarray]:
     return rr, nn / np.linalg.norm(nn, axis=1, keepdims=True)
 
 
-#: Four-shell sphere head of the simulated subjects: relative radii and
-#: conductivities (S/m) of brain, CSF, skull and scalp. Calibrated (issue 6,
-#: docs/simulator.md "Calibration"): the skull conducts 1/40 as well as the
-#: brain (0.0083 S/m), not 1/80 (0.004 S/m, Rush & Driscoll 1968, MNE's
-#: ``make_sphere_model`` default). In-vivo and fresh-tissue measurements put
-#: the ratio at 1/15-1/50 (Oostendorp et al. 2000; Hoekema et al. 2003; Lai
-#: et al. 2005), and with 1/80 the skull smeared the simulated EEG more than
-#: the real recording's: 90 % of its variance in 10 components instead of 15,
-#: and a magnetometer share predictable from the EEG of 0.22 instead of 0.30
-#: (with 1/40: 12 components, share 0.26). 1/25 matches the real numbers
-#: better (14 components, share 0.28) but raises the EEG amplitude by 40 %,
-#: and most 2-s epochs then exceed the default 250 uV peak-to-peak rejection
-#: (the simulated EEG is already larger than real EEG; 1/40: +25 %). MEG does
-#: not depend on the conductivities. The app's own forward models keep MNE's
-#: default: as with real data, the model's head is not the truth's.
-SPHERE_RADII = (0.90, 0.92, 0.97, 1.0)
-SPHERE_SIGMAS = (0.33, 1.0, 0.0083, 0.33)
-
-
 def _forward(
     info: mne.Info,
     geom: SubjectGeometry,
@@ -232,14 +213,7 @@ def _forward(
     # Head and "MRI" frames coincide: the source space is defined in head
     # coordinates, so the transform is the identity.
     vsrc = mne.setup_volume_source_space(pos=dict(rr=rr, nn=nn), verbose=False)
-    sphere = mne.make_sphere_model(
-        geom.sphere_origin,
-        geom.sphere_radius,
-        info,
-        relative_radii=SPHERE_RADII,
-        sigmas=SPHERE_SIGMAS,
-        verbose=False,
-    )
+    sphere = mne.make_sphere_model(geom.sphere_origin, geom.sphere_radius, info, verbose=False)
     fwd = mne.make_forward_solution(
         info,
         mne.transforms.Transform("head", "mri"),

@@ -618,8 +618,8 @@ def _write_run_truth(
         "HeadSphere": {
             "origin_m": geom.sphere_origin.tolist(),
             "radius_m": geom.sphere_radius,
-            "relative_radii": list(recording.SPHERE_RADII),
-            "conductivities_S_per_m": list(recording.SPHERE_SIGMAS),
+            "relative_radii": [0.90, 0.92, 0.97, 1.0],
+            "conductivities_S_per_m": [0.33, 1.0, 0.004, 0.33],
         },
         "HeadScale": geom.head_scale,
         "SourceSpace": "folded cortex-like surface, fixed normal orientations, "

@@ -359,6 +359,34 @@ def test_synaptechnet_early_stopping_restores_best():
     assert model.best_epoch_ == int(np.argmin(vals)) + 1
 
 
+def test_synaptechnet_output_calibration_fits_validation_subjects_only():
+    """The output gain is the least-squares fit to the validation subjects' MEG."""
+    eeg, meg, _ = net_data(n_w=20)
+    groups = np.repeat(list("abcde"), 4)
+    plain = tiny_net(max_epochs=2, calibrate_output=False).fit(eeg, meg, groups)
+    calibrated = tiny_net(max_epochs=2).fit(eeg, meg, groups)
+    np.testing.assert_array_equal(plain.output_gain_, 1.0)
+    val = np.isin(groups, calibrated.val_subjects_)
+    # by hand, in normalised units, from the uncalibrated network
+    shift, scale = plain.meg_scaler_.shift, plain.meg_scaler_.scale
+    z_pred = (plain.predict(eeg[val]) - shift[:, None]) / scale[:, None]
+    z_true = (meg[val] - shift[:, None]) / scale[:, None]
+    expected = np.clip((z_pred * z_true).sum(axis=(0, 2)) / (z_pred**2).sum(axis=(0, 2)), 0, None)
+    np.testing.assert_allclose(calibrated.output_gain_, expected, rtol=1e-4, atol=1e-6)
+    # same weights; predictions move towards the training mean by the gain
+    z_cal = (calibrated.predict(eeg[val]) - shift[:, None]) / scale[:, None]
+    np.testing.assert_allclose(z_cal, z_pred * expected[:, None], rtol=1e-4, atol=1e-4)
+    # validation MEG unrelated to the EEG: the output shrinks towards the mean
+    # A network that learnt the map keeps its output (gain ~1); when the
+    # validation subject's MEG is unrelated to its EEG, the output shrinks
+    # towards the training mean (gain ~0).
+    learnt = dict(max_epochs=20, lr=1e-2, dropout=0.0)
+    assert np.all(tiny_net(**learnt).fit(eeg, meg, groups).output_gain_ > 0.8)
+    noise = meg.copy()
+    noise[val] = np.random.default_rng(2).standard_normal(meg[val].shape)
+    assert np.all(tiny_net(**learnt).fit(eeg, noise, groups).output_gain_ < 0.2)
+
+
 def test_synaptechnet_minmax_log1p_roundtrip():
     eeg, meg, groups = net_data()
     model = tiny_net(max_epochs=1, normalization="minmax_log1p").fit(eeg, meg, groups)

@@ -89,6 +89,11 @@ def _ridge_weights(xtx: np.ndarray, xty: np.ndarray, alpha: float) -> np.ndarray
 DEFAULT_ALPHAS = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 
+#: Fewest windows a subject may have for :func:`within_subject_optimum`: it
+#: fits a map on half of them and chooses its penalty on a split of that half.
+MIN_WINDOWS = 4
+
+
 def within_subject_optimum(
     eeg: np.ndarray, meg: np.ndarray, alphas: tuple[float, ...] = DEFAULT_ALPHAS
 ) -> np.ndarray:
@@ -111,9 +116,9 @@ def within_subject_optimum(
     alphas : tuple of float
         Relative ridge penalties to choose from.
     """
+    if len(eeg) < MIN_WINDOWS:
+        raise ValueError(f"need at least {MIN_WINDOWS} windows for a within-subject optimum")
     half = len(eeg) // 2
-    if half < 2:
-        raise ValueError("need at least four windows for a within-subject optimum")
     folds = [(slice(0, half), slice(half, None)), (slice(half, None), slice(0, half))]
     pred = np.empty_like(meg, dtype=np.float64)
     for train, test in folds:

@@ -26,6 +26,7 @@ from ..config import Config
 from ..errors import AppError, ExitCode
 from ..progress import _say, step
 from ..translators import get_translator
+from . import metrics
 from .evaluate import (
     SubjectArrays,
     evaluate,
@@ -46,10 +47,6 @@ from .gather import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: Fewest windows a subject may have: the within-subject optimum fits a map
-#: on half of them and chooses its penalty on a split of that half.
-MIN_WINDOWS = 4
 
 SCORE_COLUMNS = {
     "model": {"Description": "translator, or 'training-mean' (predicts the "
@@ -114,10 +111,10 @@ def run_group_level(
                                                  config.window_step_s)
             pruned = (frozenset(pruned_eeg_channels(deriv))
                       if config.group_eeg_channels == "pruned" else None)
-            if len(eeg) < MIN_WINDOWS:
+            if len(eeg) < metrics.MIN_WINDOWS:
                 raise AppError(
                     f"sub-{deriv.subject} has {len(eeg)} windows left after rejection; "
-                    f"the evaluation needs at least {MIN_WINDOWS} per subject (its "
+                    f"the evaluation needs at least {metrics.MIN_WINDOWS} per subject (its "
                     "within-subject optimum splits them in time): check its "
                     "desc-preproc_log.json, or leave it out with --participant-label",
                     ExitCode.BAD_DATA)

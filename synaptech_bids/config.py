@@ -48,6 +48,11 @@ class Config:
         Number (>=1) of ICA components per modality, or a share (<1) of
         variance. A fixed number keeps ICA fast and stable on full-rank data,
         where a 99% variance share means hundreds of noise components.
+    ica_icalabel : str
+        When ICLabel (mne-icalabel) labels the EEG components: ``"auto"``
+        (default) where the recording lacks EOG or ECG channels, which
+        otherwise find the artefacts; ``"always"``; ``"never"``. Components
+        it calls eye blink or heart beat (probability >= 0.8) are removed.
     epochs_tmin, epochs_tmax : float
         Epoch window around each event, in seconds (the paper: a 2-s window).
     baseline : tuple of float
@@ -127,6 +132,7 @@ class Config:
     eeg_reference: str = "average"
     ica: bool = True
     ica_n_components: float = 30
+    ica_icalabel: str = "auto"
     epochs_tmin: float = -0.5
     epochs_tmax: float = 1.5
     baseline: tuple[float, float] = (-0.5, 0.0)
@@ -178,6 +184,9 @@ class Config:
         if not isinstance(self.auto_bad_channels, bool):
             # a TOML string "false" would otherwise count as true
             raise ConfigError("auto_bad_channels must be true or false")
+        if self.ica_icalabel not in ("auto", "always", "never"):
+            raise ConfigError(
+                f"ica_icalabel must be 'auto', 'always' or 'never', got {self.ica_icalabel!r}")
         if self.reject not in ("ptp", "autoreject"):
             raise ConfigError(f"reject must be 'ptp' or 'autoreject', got {self.reject!r}")
         if self.group_eeg not in ("ica", "clean"):

@@ -227,6 +227,32 @@ def test_ica_removes_blinks_and_keeps_brain(sim):
     assert log["MEG"]["EOGProjectors"] == 2
 
 
+def test_iclabel_cleans_eeg_of_a_recording_without_eog_and_ecg(sim):
+    """Without EOG/ECG channels, ICLabel finds the blink in the EEG; MEG is left alone."""
+    run = find_runs(sim, "01")[0]
+    config = Config()
+    raw, _ = preprocess_raw(read_run(run.bids_path), config)
+    artefact_channels = raw.copy().pick(["eog", "ecg"]).ch_names
+    veog = "EEG062"  # the simulator's vertical EOG, which carries the blinks
+    raw.set_channel_types({ch: "misc" for ch in artefact_channels}, on_unit_change="ignore")
+    meg_before = raw.get_data(picks="meg")
+    raw, raw_ica, log, icas = remove_artefacts(raw, config, seed=0)
+    assert "ICLabel" in log["EEG"] and log["EEG"]["EOGComponents"], log["EEG"]
+    assert log["MEGSkipped"] and set(icas) == {"eeg"}
+    np.testing.assert_array_equal(raw_ica.get_data(picks="meg"), meg_before)
+    sos = butter(4, (1.0, 40.0), btype="bandpass", fs=config.resample_sfreq, output="sos")
+    blink = sosfiltfilt(sos, raw.get_data(picks=[veog])[0])  # now a misc channel
+
+    def blink_r(data):
+        return correlation_with(blink, sosfiltfilt(sos, data, axis=-1))
+
+    assert blink_r(raw.get_data(picks="eeg")).max() > 0.3
+    assert blink_r(raw_ica.get_data(picks="eeg")).max() < 0.15
+    # never, and the recording keeps its blinks
+    _, kept, log_never, _ = remove_artefacts(raw.copy(), Config(ica_icalabel="never"), seed=0)
+    assert log_never["Skipped"] and blink_r(kept.get_data(picks="eeg")).max() > 0.3
+
+
 def read_and_preprocess(sim: Path, config: Config) -> mne.io.BaseRaw:
     raw, _ = preprocess_raw(read_run(find_runs(sim, "01")[0].bids_path), config)
     return raw

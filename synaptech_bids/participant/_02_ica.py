@@ -18,6 +18,17 @@ cross-trial phase statistics against the ECG channel (MNE's
 ``find_bads_eog`` / ``find_bads_ecg``), which
 is what MNE-BIDS-Pipeline does; no template or classifier is needed when the
 recording has EOG and ECG channels, as ds000117 does.
+
+Where a recording lacks them, the channels cannot find the artefact, and the
+EEG components are labelled by ICLabel (mne-icalabel) instead
+(``ica_icalabel = "auto"``; ``"always"`` adds its labels to the channels'
+choices, ``"never"`` turns it off). ICLabel was trained on extended-infomax
+decompositions of average-referenced EEG filtered at 1-100 Hz, so the EEG
+ICA is then fitted with Picard's extended-infomax variant (``ortho=False``),
+as MNE-BIDS-Pipeline requires for its ICLabel option; components labelled
+eye blink or heart beat with a probability of at least
+:data:`ICLABEL_THRESHOLD` are removed. ICLabel knows nothing of MEG: the MEG
+of a recording without EOG and ECG channels is left as it is, with a warning.
 """
 
 from __future__ import annotations
@@ -32,9 +43,17 @@ from ..config import Config
 
 logger = logging.getLogger(__name__)
 
+#: ICLabel's classes removed as EOG and ECG, and the probability they need.
+ICLABEL_ARTEFACTS = {"eye blink": "eog", "heart beat": "ecg"}
+ICLABEL_THRESHOLD = 0.8
 
-def _fit_ica(raw: mne.io.BaseRaw, picks: str, config: Config, seed: int) -> mne.preprocessing.ICA:
-    fit_raw = raw.copy().pick([picks, "eog", "ecg"]).filter(1.0, None, verbose=False)
+
+def _fit_ica(
+    raw: mne.io.BaseRaw, picks: str, config: Config, seed: int, infomax: bool = False
+) -> tuple[mne.preprocessing.ICA, mne.io.BaseRaw]:
+    """Fit one modality's ICA; return it and the 1 Hz high-passed data it saw."""
+    fit_raw = raw.copy().pick([picks] + [t for t in ("eog", "ecg") if t in raw])
+    fit_raw.filter(1.0, None, verbose=False)
     n_components = config.ica_n_components
     if n_components >= 1:
         rank = len(mne.pick_types(raw.info, meg=picks == "meg", eeg=picks == "eeg"))
@@ -48,7 +67,8 @@ def _fit_ica(raw: mne.io.BaseRaw, picks: str, config: Config, seed: int) -> mne.
         # simulated run, it finds the same EOG/ECG components as the
         # non-orthogonal extended-infomax variant in half the iterations.
         method="picard",
-        fit_params={"fastica_it": 5},
+        # extended infomax (ortho=False) where ICLabel will read the result
+        fit_params={"ortho": False, "extended": True} if infomax else {"fastica_it": 5},
         random_state=seed,
         max_iter=500,
         verbose=False,
@@ -58,7 +78,7 @@ def _fit_ica(raw: mne.io.BaseRaw, picks: str, config: Config, seed: int) -> mne.
     # cost at 250 Hz; 7.5 min still gives ~27,000 samples for 30 components.
     decim = max(1, int(raw.info["sfreq"] // 60))
     ica.fit(fit_raw, picks=picks, decim=decim, verbose=False)
-    return ica
+    return ica, fit_raw
 
 
 def find_artefact_components(
@@ -72,6 +92,27 @@ def find_artefact_components(
     if "ecg" in types:
         found["ecg"], _ = ica.find_bads_ecg(raw, method="ctps", verbose=False)
     return {k: sorted(int(i) for i in v) for k, v in found.items()}
+
+
+def find_iclabel_components(
+    ica: mne.preprocessing.ICA, fit_raw: mne.io.BaseRaw
+) -> tuple[dict[str, list[int]], dict[str, Any]]:
+    """EEG components ICLabel calls eye blink or heart beat, and every label.
+
+    ``fit_raw`` is the data the ICA was fitted on (average-referenced EEG,
+    high-passed at 1 Hz).
+    """
+    from mne_icalabel import label_components
+
+    eeg = fit_raw.copy().pick("eeg")
+    result = label_components(eeg, ica, method="iclabel")
+    labels, probabilities = result["labels"], np.asarray(result["y_pred_proba"], float)
+    found: dict[str, list[int]] = {"eog": [], "ecg": []}
+    for index, (label, probability) in enumerate(zip(labels, probabilities)):
+        if label in ICLABEL_ARTEFACTS and probability >= ICLABEL_THRESHOLD:
+            found[ICLABEL_ARTEFACTS[label]].append(index)
+    return found, {"Labels": list(labels), "Probabilities": probabilities.round(3).tolist(),
+                   "Threshold": ICLABEL_THRESHOLD}
 
 
 def _project_out_residual_blinks(raw: mne.io.BaseRaw) -> int:
@@ -123,27 +164,41 @@ def remove_artefacts(
                            "found with find_bads_eog (EOG) and find_bads_ecg "
                            "(cross-trial phase statistics, ECG); then one EOG SSP "
                            "projector per MEG sensor type for the residual blink"}
-    types = set(raw.get_channel_types())
-    if not {"eog", "ecg"} & types:
+    types = {t for t in ("meg", "eeg", "eog", "ecg") if t in raw}
+    has_channels = bool({"eog", "ecg"} & types)
+    use_iclabel = "eeg" in types and (
+        config.ica_icalabel == "always"
+        or (config.ica_icalabel == "auto" and not {"eog", "ecg"} <= types))
+    modalities = [m for m in ("meg", "eeg") if m in types and (
+        has_channels or (m == "eeg" and use_iclabel))]
+    if not modalities:
         logger.warning("no EOG or ECG channel: ICA cannot find artefacts; skipped")
         log["Skipped"] = "no EOG or ECG channel"
         return raw, raw.copy(), log, {}
+    if not has_channels and "meg" in types:
+        logger.warning("no EOG or ECG channel: the MEG is not cleaned of blinks and "
+                       "heartbeats (ICLabel classifies EEG components only)")
+        log["MEGSkipped"] = "no EOG or ECG channel"
     icas = {}
-    for modality in ("meg", "eeg"):
-        ica = _fit_ica(raw, modality, config, seed)
+    for modality in modalities:
+        iclabel = modality == "eeg" and use_iclabel
+        ica, fit_raw = _fit_ica(raw, modality, config, seed, infomax=iclabel)
         found = find_artefact_components(ica, raw)
+        entry: dict[str, Any] = {"NComponents": int(ica.n_components_)}
+        if iclabel:
+            by_label, entry["ICLabel"] = find_iclabel_components(ica, fit_raw)
+            found = {k: sorted(set(found[k]) | set(by_label[k])) for k in found}
+            entry["Method"] = "Picard (extended infomax) for ICLabel"
         ica.exclude = sorted(set(found["eog"]) | set(found["ecg"]))
         icas[modality] = ica
-        log[modality.upper()] = {
-            "NComponents": int(ica.n_components_),
-            "EOGComponents": found["eog"],
-            "ECGComponents": found["ecg"],
-            "Excluded": list(ica.exclude),
-        }
-    icas["meg"].apply(raw, verbose=False)
-    log["MEG"]["EOGProjectors"] = _project_out_residual_blinks(raw)
+        log[modality.upper()] = {**entry, "EOGComponents": found["eog"],
+                                 "ECGComponents": found["ecg"], "Excluded": list(ica.exclude)}
+    if "meg" in icas:
+        icas["meg"].apply(raw, verbose=False)
+        log["MEG"]["EOGProjectors"] = _project_out_residual_blinks(raw)
     raw_ica = raw.copy()
-    icas["eeg"].apply(raw_ica, verbose=False)
+    if "eeg" in icas:
+        icas["eeg"].apply(raw_ica, verbose=False)
     return raw, raw_ica, log, icas
 
 

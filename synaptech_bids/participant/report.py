@@ -56,6 +56,10 @@ def methods_text(config: Config, log: dict) -> str:
            "the EOG and ECG channels): always from the MEG, and from the EEG in a "
            "separate ICA-cleaned version; the blink left in the MEG after ICA was "
            "projected out with one EOG SSP vector per sensor type. " if config.ica else "")
+        + ("EEG components were also labelled by ICLabel (mne-icalabel; the EEG ICA "
+           "by Picard extended infomax, as ICLabel expects), and those labelled eye "
+           "blink or heart beat with a probability of at least 0.8 were removed. "
+           if "ICLabel" in log.get("ICA", {}).get("EEG", {}) else "")
         + f"Epochs from "
         f"{config.epochs_tmin:g} to {config.epochs_tmax:g} s around each stimulus "
         f"were baseline-corrected ({config.baseline[0]:g} to {config.baseline[1]:g} s) "
@@ -168,9 +172,13 @@ def _ica_text(ica_log: dict) -> str:
         return f"skipped ({ica_log['Skipped']})"
     parts = []
     for modality in ("EEG", "MEG"):
-        entry = ica_log[modality]
+        entry = ica_log.get(modality)
+        if entry is None:
+            parts.append(f"not cleaned ({ica_log.get(modality + 'Skipped', 'skipped')})")
+            continue
+        how = " by ICLabel and channels" if "ICLabel" in entry else ""
         parts.append(f"{len(entry['Excluded'])}/{entry['NComponents']} "
-                     f"(EOG {entry['EOGComponents']}, ECG {entry['ECGComponents']})")
+                     f"(EOG {entry['EOGComponents']}, ECG {entry['ECGComponents']}{how})")
     return " / ".join(parts)
 
 

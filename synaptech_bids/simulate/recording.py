@@ -184,7 +184,12 @@ def artifact_dipoles(geom: SubjectGeometry) -> tuple[np.ndarray, np.ndarray]:
     direction of the eyes (front, low) and of the heart (bottom, back). This
     gives artefact topographies with the right gross shape (frontal for
     blinks, low / neck sensors for the heart); their amplitudes are then
-    calibrated on the EOG / ECG scale (see :func:`artifact_mixing`).
+    calibrated on the EOG / ECG scale (see :func:`artifact_mixing`). The
+    blink dipole points forward, as the eyes' corneo-retinal dipole does, so
+    that the potential peaks at the frontopolar electrodes and fades towards
+    the back, as real blinks do (ICLabel labels the component an eye blink
+    with probability ~1; an upward dipole made a focal, brain-like pattern
+    that it took for brain).
 
     Returns
     -------
@@ -197,7 +202,7 @@ def artifact_dipoles(geom: SubjectGeometry) -> tuple[np.ndarray, np.ndarray]:
     eye = o + 0.8 * r * eye_dir / np.linalg.norm(eye_dir)
     heart = o + 0.8 * r * heart_dir / np.linalg.norm(heart_dir)
     rr = np.array([eye, eye, heart])
-    nn = np.array([[0.0, 0.5, 0.87], [1.0, 0.0, 0.0], [0.0, 0.3, -0.95]])
+    nn = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.3, -0.95]])
     return rr, nn / np.linalg.norm(nn, axis=1, keepdims=True)
 
 

@@ -34,10 +34,12 @@ of a recording without EOG and ECG channels is left as it is, with a warning.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import mne
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from ..config import Config
 
@@ -179,8 +181,7 @@ def remove_artefacts(
         logger.warning("no EOG or ECG channel: the MEG is not cleaned of blinks and "
                        "heartbeats (ICLabel classifies EEG components only)")
         log["MEGSkipped"] = "no EOG or ECG channel"
-    icas = {}
-    for modality in modalities:
+    def fit_and_choose(modality: str) -> tuple[mne.preprocessing.ICA, dict[str, Any]]:
         iclabel = modality == "eeg" and use_iclabel
         ica, fit_raw = _fit_ica(raw, modality, config, seed, infomax=iclabel)
         found = find_artefact_components(ica, raw)
@@ -190,9 +191,24 @@ def remove_artefacts(
             found = {k: sorted(set(found[k]) | set(by_label[k])) for k in found}
             entry["Method"] = "Picard (extended infomax) for ICLabel"
         ica.exclude = sorted(set(found["eog"]) | set(found["ecg"]))
+        return ica, {**entry, "EOGComponents": found["eog"], "ECGComponents": found["ecg"],
+                     "Excluded": list(ica.exclude)}
+
+    # The two modalities' ICAs are independent. Picard works on 30 x ~27,000
+    # arrays, too small for a multi-threaded BLAS to use two cores well, so
+    # with a budget of two or more threads the fits run side by side, one
+    # BLAS thread each (measured on a 7.5-min run: 12.6 s instead of 30.1 s;
+    # each fit has its own seed, so the components do not depend on it).
+    n_threads = max((info["num_threads"] for info in threadpool_info()), default=1)
+    if n_threads >= 2 and len(modalities) > 1:
+        with threadpool_limits(limits=1), ThreadPoolExecutor(len(modalities)) as pool:
+            results = list(pool.map(fit_and_choose, modalities))
+    else:
+        results = [fit_and_choose(m) for m in modalities]
+    icas = {}
+    for modality, (ica, entry) in zip(modalities, results):
         icas[modality] = ica
-        log[modality.upper()] = {**entry, "EOGComponents": found["eog"],
-                                 "ECGComponents": found["ecg"], "Excluded": list(ica.exclude)}
+        log[modality.upper()] = entry
     if "meg" in icas:
         icas["meg"].apply(raw, verbose=False)
         log["MEG"]["EOGProjectors"] = _project_out_residual_blinks(raw)

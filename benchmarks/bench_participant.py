@@ -23,7 +23,8 @@ from ``os.wait4``. The jobs:
    time and peak memory to 2., and the epochs each kept (goal: within 5%);
    its time includes the report sections it writes at each step;
 4. with ``--peer-ica``, MNE-BIDS-Pipeline again with its ICA on, compared
-   with the ICA time of 1.
+   with the ICA time of 1 (``--only peer-ica``: this job alone, MEG only, since
+   the peer aborts with ICA on MEG+EEG on this layout).
 
 The peer runs from its own virtual environment (``--peer-python``, default
 ``/tmp/mbp-venv/bin/python``: mne-bids-pipeline pulls in packages the app's
@@ -156,8 +157,10 @@ def main() -> None:
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--peer-ica", action="store_true",
                         help="also run the peer with its ICA on")
-    parser.add_argument("--only", choices=("app", "peer"),
-                        help="run job 1 only, or jobs 2-4 only (e.g. in two sittings)")
+    parser.add_argument("--only", choices=("app", "peer", "peer-ica"),
+                        help="run job 1 only, jobs 2-4 only (e.g. in two sittings), or "
+                        "only the peer with its ICA on the MEG (compare with the ICA "
+                        "time job 1 prints)")
     parser.add_argument("--_same-steps", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._same_steps:
@@ -188,7 +191,7 @@ def main() -> None:
     beside = Path(sys.executable).parent / "synaptech-bids"  # the venv running this script
     app = (str(beside) if beside.is_file() else shutil.which("synaptech-bids")) or sys.exit(
         "synaptech-bids is not installed")
-    if args.only != "peer":
+    if args.only not in ("peer", "peer-ica"):
         out = work / "app"
         wall, rss, rc, cpu = run_measured(
             [app, str(bids), str(out), "participant", "--participant-label", "01",
@@ -228,17 +231,18 @@ def main() -> None:
         return
 
     # 2. the same steps as the peer, with the app's step functions -------------
-    out = work / "same"
-    wall, rss, rc, cpu = run_measured(
-        [sys.executable, __file__, "--_same-steps", str(bids), str(out)],
-        work / "same.log", args.threads)
-    if rc:
-        sys.exit(f"same-steps job failed ({rc}):\n{_tail(work / 'same.log')}")
-    counts = json.loads((out / "counts.json").read_text())
-    print(f"[2] synaptech-bids, peer's steps (notch, band-pass, resample, epochs, "
-          f"rejection; no ICA): wall {wall:.1f} s, peak RSS {rss:.0f} MB, "
-          f"epochs kept {counts['kept']}/{counts['total']}", flush=True)
-    results["same"] = (wall, rss, counts["kept"], cpu)
+    if args.only != "peer-ica":
+        out = work / "same"
+        wall, rss, rc, cpu = run_measured(
+            [sys.executable, __file__, "--_same-steps", str(bids), str(out)],
+            work / "same.log", args.threads)
+        if rc:
+            sys.exit(f"same-steps job failed ({rc}):\n{_tail(work / 'same.log')}")
+        counts = json.loads((out / "counts.json").read_text())
+        print(f"[2] synaptech-bids, peer's steps (notch, band-pass, resample, epochs, "
+              f"rejection; no ICA): wall {wall:.1f} s, peak RSS {rss:.0f} MB, "
+              f"epochs kept {counts['kept']}/{counts['total']}", flush=True)
+        results["same"] = (wall, rss, counts["kept"], cpu)
 
     # 3./4. the peer -------------------------------------------------------------
     if not args.no_peer:
@@ -251,7 +255,9 @@ def main() -> None:
              "print(mne_bids_pipeline.__version__, mne.__version__)"],
             capture_output=True, text=True).stdout.split()
         jobs = [("peer", "", "meg,eeg")]
-        if args.peer_ica:
+        if args.only == "peer-ica":
+            jobs = [("peer_ica_meg", "ica", "meg")]
+        elif args.peer_ica:
             jobs += [("peer_ica", "ica", "meg,eeg"), ("peer_ica_meg", "ica", "meg")]
         for key, spatial_filter, ch_types in jobs:
             deriv = work / key
@@ -290,6 +296,9 @@ def main() -> None:
             print(f"    ICA: synaptech-bids wall {ica_app[0]:.1f} s, CPU {ica_app[1]:.1f} s "
                   "(EEG and MEG ICAs, summed over runs); the peer's ICA steps (fit, "
                   f"find artefacts, apply; MEG only): wall {peer_ica:.0f} s")
+        elif peer_ica is not None:
+            print(f"    the peer's ICA steps (fit, find artefacts, apply; MEG only): wall "
+                  f"{peer_ica:.0f} s; compare with the ICA step of job 1")
     print(f"\nload average at the end {os.getloadavg()}; outputs and logs in {work}")
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -181,15 +181,18 @@ def remove_artefacts(
         logger.warning("no EOG or ECG channel: the MEG is not cleaned of blinks and "
                        "heartbeats (ICLabel classifies EEG components only)")
         log["MEGSkipped"] = "no EOG or ECG channel"
+
     def fit_and_choose(modality: str) -> tuple[mne.preprocessing.ICA, dict[str, Any]]:
         iclabel = modality == "eeg" and use_iclabel
         ica, fit_raw = _fit_ica(raw, modality, config, seed, infomax=iclabel)
-        found = find_artefact_components(ica, raw)
         entry: dict[str, Any] = {"NComponents": int(ica.n_components_)}
+        by_label: dict[str, list[int]] = {"eog": [], "ecg": []}
         if iclabel:
             by_label, entry["ICLabel"] = find_iclabel_components(ica, fit_raw)
-            found = {k: sorted(set(found[k]) | set(by_label[k])) for k in found}
             entry["Method"] = "Picard (extended infomax) for ICLabel"
+        del fit_raw  # a high-passed copy of the modality: free it before the search
+        found = find_artefact_components(ica, raw)
+        found = {k: sorted(set(found[k]) | set(by_label[k])) for k in found}
         ica.exclude = sorted(set(found["eog"]) | set(found["ecg"]))
         return ica, {**entry, "EOGComponents": found["eog"], "ECGComponents": found["ecg"],
                      "Excluded": list(ica.exclude)}

@@ -609,7 +609,7 @@ class SynaptechNetTranslator(Translator):
         self.n_eeg_, self.n_meg_ = n_eeg, n_meg
         self.output_gain_ = np.ones(n_meg)
         if self.calibrate_output and len(va_idx) and result.completed:
-            self.output_gain_ = self._calibration_gain(eeg[va_idx], meg[va_idx])
+            self.output_gain_ = self._calibration_gain(eeg, meg, va_idx)
             if log is not None:
                 log(f"output calibration on {', '.join(self.val_subjects_)}: median gain "
                     f"{np.median(self.output_gain_):.2f}")
@@ -620,23 +620,33 @@ class SynaptechNetTranslator(Translator):
         self._fitted = True
         return self
 
-    def _normalised_prediction(self, eeg: np.ndarray, batch_size: int) -> Any:
-        """Yield (slice, network output in normalised MEG units), batch by batch."""
+    def _normalised_prediction(
+        self, eeg: np.ndarray, batch_size: int, windows: np.ndarray | None = None
+    ) -> Any:
+        """Yield (window indices, network output in normalised MEG units), batch by batch.
+
+        ``windows`` picks the windows of ``eeg`` to run (default: all); only
+        one batch of them is read at a time, so a memory map stays on disk.
+        """
+        windows = np.arange(len(eeg)) if windows is None else np.asarray(windows)
         device = _training.resolve_device(self.device)
         model = self.model_.to(device).eval()
         try:
             with torch.no_grad():
-                for s in range(0, eeg.shape[0], batch_size):
+                for s in range(0, len(windows), batch_size):
+                    rows = windows[s : s + batch_size]
                     # torch.tensor copies: the windows may be a read-only memory map
-                    x = torch.tensor(eeg[s : s + batch_size], dtype=torch.float32).to(device)
-                    yield slice(s, s + batch_size), model(self.eeg_scaler_.transform(x))
+                    x = torch.tensor(eeg[rows], dtype=torch.float32).to(device)
+                    yield rows, model(self.eeg_scaler_.transform(x))
         finally:
             self.model_ = model.cpu()
 
-    def _calibration_gain(self, eeg: np.ndarray, meg: np.ndarray) -> np.ndarray:
-        """Per-channel least-squares gain of the output on held-aside windows, >= 0."""
+    def _calibration_gain(
+        self, eeg: np.ndarray, meg: np.ndarray, windows: np.ndarray
+    ) -> np.ndarray:
+        """Per-channel least-squares gain of the output on the given windows, >= 0."""
         num, den = np.zeros(self.n_meg_), np.zeros(self.n_meg_)
-        for rows, pred in self._normalised_prediction(eeg, self.batch_size):
+        for rows, pred in self._normalised_prediction(eeg, self.batch_size, windows):
             target = torch.as_tensor(meg[rows], dtype=torch.float32, device=pred.device)
             target = self.meg_scaler_.transform(target)
             num += (pred * target).sum(dim=(0, 2)).double().cpu().numpy()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.linear_model import Ridge
+from torch import nn
 
 from synaptech_bids.translators import (
     TRANSLATORS,
@@ -238,6 +239,37 @@ def test_synaptechnet_cwt_input(output):
     sig = torch.sin(2 * np.pi * 10 * t)[None, None]
     band = MorletCWT(100.0, [10.0])(sig)[0, 0, 0]
     np.testing.assert_allclose(band[100:300].numpy(), sig[0, 0, 100:300].numpy(), atol=1e-3)
+
+
+def test_synaptechnet_fast_cpu_paths_equal_the_plain_layers():
+    """Group-norm instance norm, 1-D pooling and the matrix-product head are
+    speed-ups only: the output equals that of the plain PyTorch layers."""
+    torch.manual_seed(0)
+    net = SynaptechNet(5, 3, channels=(4, 8), lstm_hidden=4).eval()
+    x = torch.randn(3, 5, 21)
+
+    def plain_forward(x):
+        x = nn.functional.pad(x.unsqueeze(2), (0, 3))
+        skips = []
+        for block in net.enc:
+            conv, norm, act = block
+            plain_norm = nn.InstanceNorm2d(norm.num_features, affine=True)
+            plain_norm.load_state_dict(norm.state_dict())
+            x = act(plain_norm(conv(x)))
+            skips.append(x)
+            x = nn.MaxPool2d((1, 2))(x)
+        b, c, f, t = x.shape
+        out, _ = net.lstm(x.permute(0, 3, 1, 2).reshape(b, t, c * f))
+        x = x + net.bridge_proj(out).reshape(b, t, c, f).permute(0, 2, 3, 1)
+        for block, skip in zip(net.dec, reversed(skips)):
+            up, norm, act = block
+            plain_norm = nn.InstanceNorm2d(norm.num_features, affine=True)
+            plain_norm.load_state_dict(norm.state_dict())
+            x = torch.cat([act(plain_norm(up(x))), skip], dim=1)
+        return net.head(x)[:, :, 0, :21]
+
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), plain_forward(x), rtol=1e-5, atol=1e-6)
 
 
 def test_synaptechnet_paper_size():

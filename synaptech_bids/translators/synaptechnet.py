@@ -136,9 +136,23 @@ class MorletCWT(nn.Module):
 
 
 # ----------------------------------------------------------------- network
+class _InstanceNorm(nn.InstanceNorm2d):
+    """Affine instance normalisation computed as a group norm, one group per channel.
+
+    The two are the same operation (statistics over each map of each
+    window, one affine pair per channel), with the same parameters, so
+    saved models load unchanged; PyTorch's CPU group norm is one fused
+    kernel, ~5x faster than its instance norm, which repeats the affine
+    parameters per window and calls batch norm.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+
+
 def _norm(kind: str, ch: int) -> nn.Module:
     if kind == "instance":
-        return nn.InstanceNorm2d(ch, affine=True)
+        return _InstanceNorm(ch, affine=True)
     if kind == "batch":
         return nn.BatchNorm2d(ch)
     if kind == "none":
@@ -257,7 +271,7 @@ class SynaptechNet(nn.Module):
         for block in self.enc:
             x = block(x)
             skips.append(x)
-            x = self.enc_drop(self.pool(x))
+            x = self.enc_drop(self._pool(x))
 
         b, c, f, t = x.shape
         seq = x.permute(0, 3, 1, 2).reshape(b, t, c * f)
@@ -267,8 +281,26 @@ class SynaptechNet(nn.Module):
 
         for block, skip in zip(self.dec, reversed(skips), strict=True):
             x = torch.cat([block(x), skip], dim=1)
-        y = self.head(x).squeeze(2)  # (B, n_meg, t_pad)
-        return y[..., :n_t]
+        return self._head(x)[..., :n_t]
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[2] == 1:
+            # Height-1 maps (raw input): the 1-D kernel computes the same
+            # maxima and is ~15x faster on CPU than the 2-D one, which also
+            # builds an index tensor.
+            return nn.functional.max_pool1d(x.squeeze(2), 2).unsqueeze(2)
+        return self.pool(x)
+
+    def _head(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, f_pad, T)`` -> ``(B, n_meg, T)``."""
+        if self.f_pad == 1:
+            # On raw input the head is a 1x1 convolution, i.e. one matrix
+            # product per window: as such it runs ~4x faster on CPU than
+            # oneDNN's 1x1 convolution (same weights, same result).
+            b = x.shape[0]
+            weight = self.head.weight[:, :, 0, 0].expand(b, -1, -1)
+            return torch.baddbmm(self.head.bias[None, :, None], weight, x[:, :, 0])
+        return self.head(x).squeeze(2)
 
 
 # ------------------------------------------------------------ normalisation
@@ -664,7 +696,11 @@ class SynaptechNetTranslator(Translator):
         eeg : ndarray, shape (n_windows, n_eeg, n_times)
         geometry : ignored
         batch_size : int, optional
-            Windows per forward pass (default: the training batch size).
+            Windows per forward pass (default: the training batch size, at
+            least 64). In evaluation mode each window's output depends on
+            that window alone, so this changes only speed and memory; the
+            LSTM's matrix products run ~20% faster per window at 64 than at
+            16 on a CPU.
 
         Returns
         -------
@@ -675,7 +711,7 @@ class SynaptechNetTranslator(Translator):
         eeg = check_eeg(eeg)
         if eeg.shape[1] != self.n_eeg_:
             raise ValueError(f"model expects {self.n_eeg_} EEG channels, got {eeg.shape[1]}")
-        bs = int(batch_size or self.batch_size)
+        bs = int(batch_size or max(self.batch_size, 64))
         out = np.empty((eeg.shape[0], self.n_meg_, eeg.shape[2]), dtype=eeg.dtype)
         for rows, pred in self._normalised_prediction(eeg, bs):
             gain = torch.as_tensor(self.output_gain_, dtype=pred.dtype, device=pred.device)

@@ -23,6 +23,11 @@ class ConfigError(ValueError):
     """A configuration file or value is invalid."""
 
 
+#: Names of the registered translators (``synaptech_bids.translators.TRANSLATORS``,
+#: which imports torch; a test keeps the two equal).
+TRANSLATOR_NAMES = ("physics", "ridge", "synaptechnet", "hybrid", "sourcespace", "adaptive")
+
+
 @dataclass(frozen=True)
 class Config:
     """What the pipeline computes. Defaults follow the paper where it is specific.
@@ -87,7 +92,9 @@ class Config:
     n_surrogates : int
         Surrogates for the max-statistic significance test.
     translators : tuple of str
-        Translators trained and scored at group level.
+        Translators trained and scored at group level (registered names:
+        ``physics``, ``ridge``, ``synaptechnet``, ``hybrid``, ``sourcespace``,
+        ``adaptive``).
     group_eeg : str
         Which EEG the translators read: ``"ica"`` (ICA-cleaned, default) or
         ``"clean"`` (filtered only, blinks kept). The MEG target is
@@ -199,6 +206,10 @@ class Config:
             raise ConfigError("window_length_s and window_step_s must be positive")
         if self.n_surrogates < 1:
             raise ConfigError("n_surrogates must be positive")
+        unknown = sorted(set(self.translators) - set(TRANSLATOR_NAMES))
+        if unknown or not self.translators:
+            raise ConfigError(f"translators: unknown {unknown}; choose from "
+                              f"{list(TRANSLATOR_NAMES)}")
         if self.synaptechnet_cwt_freqs < 0:
             raise ConfigError("synaptechnet_cwt_freqs must be 0 (off) or positive")
         if self.synaptechnet_normalization not in ("zscore", "minmax_log1p"):

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from synaptech_bids.config import GROUP_ONLY_FIELDS, Config, ConfigError
+from synaptech_bids.config import GROUP_ONLY_FIELDS, TRANSLATOR_NAMES, Config, ConfigError
 from synaptech_bids.group.evaluate import translator_params
 
 
@@ -27,6 +27,8 @@ def test_group_only_fields_exist():
 @pytest.mark.parametrize("options", [
     {"synaptechnet_cwt_freqs": -1},
     {"synaptechnet_normalization": "log"},
+    {"translators": ("ridge", "unet")},
+    {"translators": ()},
 ])
 def test_bad_group_options(options):
     with pytest.raises(ConfigError):
@@ -41,3 +43,16 @@ def test_cwt_frequencies_log_spaced_below_nyquist():
     assert freqs[-1] < 75.0
     np.testing.assert_allclose(np.diff(np.log(freqs)), np.log(freqs[1] / freqs[0]))
     assert translator_params("synaptechnet", Config(), 250.0, 0, "cpu")["cwt_freqs"] is None
+
+
+def test_translator_names_are_the_registry():
+    from synaptech_bids.translators import TRANSLATORS
+
+    assert set(TRANSLATOR_NAMES) == set(TRANSLATORS)
+
+
+def test_hybrid_gets_the_ridge_lags_and_the_network_settings():
+    config = Config(ridge_lags_ms=(0.0, 8.0), synaptechnet_width=0.5)
+    params = translator_params("hybrid", config, 250.0, 0, "cpu")
+    assert params["ridge_lags"] == translator_params("ridge", config, 250.0, 0, "cpu")["lags"]
+    assert params["width"] == 0.5

@@ -43,7 +43,7 @@ def _world(n_subjects: int = 4, n_windows: int = 12, seed: int = 0) -> list[Subj
 
 def _config(**overrides) -> Config:
     options = dict(
-        translators=("physics", "ridge", "synaptechnet"), n_folds=4,
+        translators=("physics", "ridge", "synaptechnet", "hybrid"), n_folds=4,
         ridge_lags_ms=(0.0, 8.0), synaptechnet_width=0.0625, max_epochs=3,
         batch_size=4, patience=2,
     )
@@ -71,14 +71,14 @@ def test_poisoned_held_out_meg_never_reaches_training():
     before, after = _predictions(clean, config), _predictions(poisoned, config)
     assert before.keys() == after.keys()
     models = {key[0] for key in before}
-    assert models == {"training-mean", "physics", "ridge", "synaptechnet"}
+    assert models == {"training-mean", "physics", "ridge", "synaptechnet", "hybrid"}
     for key in before:
         model, _, subject = key
         if subject == victim.subject:
             np.testing.assert_array_equal(before[key], after[key], err_msg=str(key))
     # The poison is seen where the victim is a training subject, for every
     # model that learns from MEG (the physics map learns only its penalty).
-    for model in ("training-mean", "ridge", "synaptechnet"):
+    for model in ("training-mean", "ridge", "synaptechnet", "hybrid"):
         changed = [
             not np.array_equal(before[key], after[key])
             for key in before if key[0] == model and key[2] != victim.subject
@@ -97,12 +97,13 @@ def test_held_out_eeg_is_what_the_prediction_reads():
 
 
 def test_group_checkpoints_per_fold_and_rerun_gives_same_scores(tmp_path):
-    config = _config(translators=("synaptechnet",), n_folds=2)
+    config = _config(translators=("synaptechnet", "hybrid"), n_folds=2)
     data = _world(n_subjects=3)
     names = [f"m{i}" for i in range(N_MEG)]
     first = evaluate(data, names, config, SFREQ, 0, "cpu", checkpoint_root=tmp_path)[0]
     folds = sorted(p.name for p in tmp_path.iterdir())
-    assert folds == ["synaptechnet_fold-0", "synaptechnet_fold-1"]
+    assert folds == ["hybrid_fold-0", "hybrid_fold-1", "synaptechnet_fold-0",
+                     "synaptechnet_fold-1"]
     again = evaluate(data, names, config, SFREQ, 0, "cpu", checkpoint_root=tmp_path)[0]
     np.testing.assert_array_equal(first["r2"].to_numpy(), again["r2"].to_numpy())
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from synaptech_bids.translators import (
     TRANSLATORS,
+    HybridTranslator,
     PhysicsTranslator,
     RidgeTranslator,
     SynaptechNet,
@@ -59,18 +60,19 @@ def lowrank_world(seed=0, n_w=12, n_eeg=16, n_meg=24, n_src=60, rank=6, n_t=30):
     return eeg, meg, lf
 
 
+TINY = dict(
+    channels=(8, 16),
+    lstm_hidden=8,
+    batch_size=4,
+    max_epochs=3,
+    patience=50,
+    seed=3,
+    device="cpu",
+)
+
+
 def tiny_net(**kw):
-    params = dict(
-        channels=(8, 16),
-        lstm_hidden=8,
-        batch_size=4,
-        max_epochs=3,
-        patience=50,
-        seed=3,
-        device="cpu",
-    )
-    params.update(kw)
-    return SynaptechNetTranslator(**params)
+    return SynaptechNetTranslator(**(TINY | kw))
 
 
 def net_data(seed=0, n_w=16, n_eeg=5, n_meg=4, n_t=24):
@@ -396,7 +398,8 @@ def test_synaptechnet_output_calibration_fits_validation_subjects_only():
     eeg, meg, _ = net_data(n_w=20)
     groups = np.repeat(list("abcde"), 4)
     plain = tiny_net(max_epochs=2, calibrate_output=False).fit(eeg, meg, groups)
-    calibrated = tiny_net(max_epochs=2).fit(eeg, meg, groups)
+    calibrated = tiny_net(max_epochs=2, calibration="channel").fit(eeg, meg, groups)
+    pooled = tiny_net(max_epochs=2).fit(eeg, meg, groups)
     np.testing.assert_array_equal(plain.output_gain_, 1.0)
     val = np.isin(groups, calibrated.val_subjects_)
     # by hand, in normalised units, from the uncalibrated network
@@ -405,6 +408,9 @@ def test_synaptechnet_output_calibration_fits_validation_subjects_only():
     z_true = (meg[val] - shift[:, None]) / scale[:, None]
     expected = np.clip((z_pred * z_true).sum(axis=(0, 2)) / (z_pred**2).sum(axis=(0, 2)), 0, None)
     np.testing.assert_allclose(calibrated.output_gain_, expected, rtol=1e-4, atol=1e-6)
+    # the default pools the least squares over channels: one gain
+    expected_pooled = max((z_pred * z_true).sum() / (z_pred**2).sum(), 0)
+    np.testing.assert_allclose(pooled.output_gain_, expected_pooled, rtol=1e-4)
     # same weights; predictions move towards the training mean by the gain
     z_cal = (calibrated.predict(eeg[val]) - shift[:, None]) / scale[:, None]
     np.testing.assert_allclose(z_cal, z_pred * expected[:, None], rtol=1e-4, atol=1e-4)
@@ -441,13 +447,14 @@ def _fitted_translators():
             RidgeTranslator().fit(eeg, meg, groups),
             PhysicsTranslator().fit(eeg, meg, groups, geometry=geometry),
             tiny_net(max_epochs=1, cwt_freqs=(3.0, 8.0), sfreq=50.0).fit(eeg, meg, groups),
+            HybridTranslator(ridge_lags=(0, 1), **TINY).fit(eeg, meg, groups),
         ],
     )
 
 
 def test_save_load_identical_predictions(tmp_path):
     eeg, lf, models = _fitted_translators()
-    assert {m.name for m in models} == {"ridge", "physics", "synaptechnet"}
+    assert {m.name for m in models} == {"ridge", "physics", "synaptechnet", "hybrid"}
     for model in models:
         stem = tmp_path / f"desc-{model.name}_model"
         st_path, json_path = model.save(stem)
@@ -478,6 +485,61 @@ def test_load_refuses_unknown_class_and_tampering(tmp_path):
     (tmp_path / "m.safetensors").write_bytes(bytes(data))
     with pytest.raises(ValueError, match="checksum"):
         Translator.load(tmp_path / "m")
+
+
+# ----------------------------------------------------------------- hybrid
+def test_ridge_cross_fitted_predictions_never_see_their_subject():
+    eeg, meg, groups, _ = lagged_world(noise=0.5)
+    ridge = RidgeTranslator(lags=(0, 1), cv=3).fit(eeg, meg, groups)
+    out = ridge.cross_fitted_predict(eeg, meg, groups, out=np.empty_like(meg))
+    folds, _ = ridge._folds(len(eeg), groups)
+    assert len(folds) == 3
+    for idx in folds:
+        others = np.setdiff1d(np.arange(len(eeg)), idx)
+        alone = RidgeTranslator(lags=(0, 1), alphas=ridge.alpha_[0]).fit(
+            eeg[others], meg[others], groups[others]
+        )
+        np.testing.assert_allclose(out[idx], alone.predict(eeg[idx]), rtol=1e-6, atol=1e-8)
+    # and they are out of sample: worse than the in-sample fit
+    assert ((meg - out) ** 2).mean() > ((meg - ridge.predict(eeg)) ** 2).mean()
+
+
+def _rectified_world(seed, n_w=96, n_t=32):
+    """MEG = a linear map of the EEG plus, on channel 0, |EEG 0| (invisible to ridge)."""
+    rng = np.random.default_rng(seed)
+    eeg = rng.standard_normal((n_w, 4, n_t)).astype(np.float32)
+    mix = np.random.default_rng(99).standard_normal((3, 4))
+    meg = np.einsum("me,wet->wmt", mix, eeg)
+    meg[:, 0] += 2 * np.abs(eeg[:, 0])
+    meg += 0.1 * rng.standard_normal(meg.shape)
+    groups = np.repeat([f"s{seed}{i}" for i in range(4)], n_w // 4)
+    return eeg, meg.astype(np.float32), groups
+
+
+def test_hybrid_adds_what_ridge_cannot_and_keeps_what_it_can():
+    eeg, meg, groups = _rectified_world(0)
+    test_eeg, test_meg, _ = _rectified_world(1)
+    ridge = RidgeTranslator(lags=(0,)).fit(eeg, meg, groups)
+    hybrid = HybridTranslator(
+        ridge_lags=(0,), **(TINY | dict(max_epochs=40, lr=1e-2, dropout=0.0, val_fraction=0.25))
+    ).fit(eeg, meg, groups)
+    r2_ridge = r2_per_channel(test_meg, ridge.predict(test_eeg))
+    r2_hybrid = r2_per_channel(test_meg, hybrid.predict(test_eeg))
+    # the rectified part, which a linear map cannot see, is learnt ...
+    assert r2_hybrid[0] > r2_ridge[0] + 0.2, (r2_hybrid, r2_ridge)
+    # ... and the linear channels keep ridge's (near perfect) prediction
+    assert r2_hybrid[1:].min() > r2_ridge[1:].min() - 0.02
+    np.testing.assert_array_equal(hybrid.ridge_.coef_, ridge.coef_)
+
+
+def test_hybrid_residual_of_noise_gets_little_gain():
+    """Where the residual is noise the network's gain shrinks and ridge stays."""
+    eeg, meg, groups, _ = lagged_world(noise=0.5, n_w=64)
+    eeg, meg = eeg.astype(np.float32), meg.astype(np.float32)
+    hybrid = HybridTranslator(ridge_lags=(-1, 0, 2), **(TINY | dict(max_epochs=5))).fit(
+        eeg, meg, groups
+    )
+    assert np.median(hybrid.output_gain_) < 0.3, hybrid.output_gain_
 
 
 def test_registry():

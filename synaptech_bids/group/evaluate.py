@@ -85,13 +85,16 @@ def translator_params(name: str, config: Config, sfreq: float, seed: int,
     if name == "ridge":
         lags = sorted({int(round(ms * 1e-3 * sfreq)) for ms in config.ridge_lags_ms})
         return {"lags": tuple(lags)}
-    if name == "synaptechnet":
+    if name in ("synaptechnet", "hybrid"):
         cwt_freqs = None
         if config.synaptechnet_cwt_freqs:
             # The paper's log-spaced 1-100 Hz, kept below Nyquist.
             top = min(100.0, 0.45 * sfreq)
             cwt_freqs = tuple(np.geomspace(1.0, top, config.synaptechnet_cwt_freqs))
+        # the hybrid's ridge part is the ridge translator's
+        extra = {"ridge_lags": translator_params("ridge", config, sfreq, seed, device)["lags"]}
         return {
+            **(extra if name == "hybrid" else {}),
             "width": config.synaptechnet_width,
             "cwt_freqs": cwt_freqs,
             "sfreq": sfreq,

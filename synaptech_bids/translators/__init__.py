@@ -16,6 +16,7 @@ from typing import Any
 
 from .adaptive import AdaptiveTranslator
 from .base import NotFittedError, Translator, r2_per_channel
+from .hybrid import HybridTranslator
 from .physics import PhysicsTranslator, lead_fields_from_info, wiener_map
 from .ridge import RidgeTranslator
 from .sourcespace import SourceSpaceTranslator
@@ -31,6 +32,7 @@ TRANSLATORS: dict[str, type[Translator]] = {
         SynaptechNetTranslator,
         SourceSpaceTranslator,
         AdaptiveTranslator,
+        HybridTranslator,
     )
 }
 
@@ -60,6 +62,7 @@ def load_translator(path: str) -> Translator:
 __all__ = [
     "TRANSLATORS",
     "AdaptiveTranslator",
+    "HybridTranslator",
     "NotFittedError",
     "PhysicsTranslator",
     "RidgeTranslator",

@@ -303,6 +303,12 @@ class RidgeTranslator(Translator):
             self.cv_folds_ = []
             self.alpha_ = np.full(q, alphas[0])
 
+        self.coef_, self.intercept_ = self._solve(total, n_e)
+        self._fitted = True
+        return self
+
+    def _solve(self, total: _Moments, n_eeg: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ridge weights (n_meg, n_eeg, n_lags) and intercepts at ``alpha_``."""
         sd, corr, b = self._standardise(total)
         s, v = np.linalg.eigh(corr)
         s = np.clip(s, 0.0, None)
@@ -312,10 +318,37 @@ class RidgeTranslator(Translator):
             cols = self.alpha_ == alpha
             beta[:, cols] = v @ (g[:, cols] / (s + alpha + 1e-300)[:, None])
         w = beta / sd[:, None]  # back to data units, (p, q)
-        self.intercept_ = total.my - total.mx @ w
-        self.coef_ = w.reshape(len(self.lags), n_e, q).transpose(2, 1, 0).copy()
-        self._fitted = True
-        return self
+        intercept = total.my - total.mx @ w
+        coef = w.reshape(len(self.lags), n_eeg, -1).transpose(2, 1, 0).copy()
+        return coef, intercept
+
+    def cross_fitted_predict(
+        self, eeg: np.ndarray, meg: np.ndarray, groups: np.ndarray | None, out: np.ndarray
+    ) -> np.ndarray:
+        """Out-of-fold predictions of the training windows, written into ``out``.
+
+        Each inner fold (whole subjects, as in ``fit``) is predicted by a
+        ridge map fitted at the chosen ``alpha_`` on the other folds, so a
+        window's prediction never saw that window's subject: its residual
+        is what this map misses on a subject it did not train on. Used to
+        train a model on what ridge leaves over (:mod:`.hybrid`).
+        """
+        if not self.is_fitted:
+            raise NotFittedError("RidgeTranslator is not fitted")
+        eeg, meg, groups = check_pair(eeg, meg, groups)
+        folds, _ = self._folds(len(eeg), groups)
+        folds_m = [_moments(eeg, meg, idx, self.lags) for idx in folds]
+        fold_model = RidgeTranslator(self.lags, self.alphas, self.cv, self.alpha_per_target)
+        fold_model.alpha_ = self.alpha_
+        fold_model._fitted = True
+        for k, idx in enumerate(folds):
+            others = _sum([m for j, m in enumerate(folds_m) if j != k])
+            fold_model.coef_, fold_model.intercept_ = self._solve(others, eeg.shape[1])
+            chunk = max(1, _CHUNK_SAMPLES // eeg.shape[2])
+            for start in range(0, len(idx), chunk):
+                rows = idx[start : start + chunk]
+                out[rows] = fold_model.predict(np.asarray(eeg[rows]))
+        return out
 
     # -------------------------------------------------------------- predict
     def predict(self, eeg: np.ndarray, geometry: Any = None) -> np.ndarray:

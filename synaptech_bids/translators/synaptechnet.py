@@ -440,6 +440,14 @@ class SynaptechNetTranslator(Translator):
         its penalty by cross-validation over training subjects; a gain near
         0 says the network's output did not carry over to them. Needs a
         validation split (gains stay 1 without one).
+    calibration : {"pooled", "channel"}
+        ``"pooled"`` (default): one gain for all MEG channels, the least
+        squares over all of them; ``"channel"``: one per channel. Why pooled:
+        with few validation subjects a per-channel gain is mostly chance
+        correlation, and clipping it at 0 keeps the positive chances only,
+        so where nothing carries over per-channel gains are biased upwards
+        and the output hurts; a pooled gain averages that chance over ~100
+        channels.
 
     Attributes
     ----------
@@ -480,6 +488,7 @@ class SynaptechNetTranslator(Translator):
         checkpoint_every_batches: int = 0,
         restore_best: bool = True,
         calibrate_output: bool = True,
+        calibration: str = "pooled",
     ) -> None:
         self.width = float(width)
         self.channels = tuple(int(c) for c in channels)
@@ -504,6 +513,9 @@ class SynaptechNetTranslator(Translator):
         self.checkpoint_every_batches = int(checkpoint_every_batches)
         self.restore_best = bool(restore_best)
         self.calibrate_output = bool(calibrate_output)
+        if calibration not in ("pooled", "channel"):
+            raise ValueError(f"calibration must be 'pooled' or 'channel', got {calibration!r}")
+        self.calibration = calibration
 
     # ----------------------------------------------------------- building
     def _scaled(self) -> tuple[list[int], int]:
@@ -619,10 +631,7 @@ class SynaptechNetTranslator(Translator):
         )
         fingerprint = ""
         if checkpoint_dir is not None:
-            params = {k: v for k, v in self.get_params().items() if k != "device"}
-            fingerprint = _io.array_fingerprint(
-                eeg, meg, groups, np.frombuffer(repr(sorted(params.items())).encode(), np.uint8)
-            )
+            fingerprint = self._data_fingerprint(eeg, meg, groups)
         with _training.seeded(self.seed, device):
             model = self.build_model(n_eeg, n_meg).to(device)
             result = _training.train(
@@ -652,6 +661,13 @@ class SynaptechNetTranslator(Translator):
         self._fitted = True
         return self
 
+    def _data_fingerprint(self, eeg: np.ndarray, meg: np.ndarray, groups: Any) -> str:
+        """Identifies training data and settings; a checkpoint of others is refused."""
+        params = {k: v for k, v in self.get_params().items() if k != "device"}
+        return _io.array_fingerprint(
+            eeg, meg, groups, np.frombuffer(repr(sorted(params.items())).encode(), np.uint8)
+        )
+
     def _normalised_prediction(
         self, eeg: np.ndarray, batch_size: int, windows: np.ndarray | None = None
     ) -> Any:
@@ -676,13 +692,15 @@ class SynaptechNetTranslator(Translator):
     def _calibration_gain(
         self, eeg: np.ndarray, meg: np.ndarray, windows: np.ndarray
     ) -> np.ndarray:
-        """Per-channel least-squares gain of the output on the given windows, >= 0."""
+        """Least-squares gain (per channel, or pooled) of the output on these windows, >= 0."""
         num, den = np.zeros(self.n_meg_), np.zeros(self.n_meg_)
         for rows, pred in self._normalised_prediction(eeg, self.batch_size, windows):
             target = torch.as_tensor(meg[rows], dtype=torch.float32, device=pred.device)
             target = self.meg_scaler_.transform(target)
             num += (pred * target).sum(dim=(0, 2)).double().cpu().numpy()
             den += (pred * pred).sum(dim=(0, 2)).double().cpu().numpy()
+        if self.calibration == "pooled":
+            num, den = np.full_like(num, num.sum()), np.full_like(den, den.sum())
         return np.clip(num / np.maximum(den, np.finfo(float).tiny), 0.0, None)
 
     # ------------------------------------------------------------- predict

@@ -16,12 +16,17 @@ optimum (``group.metrics.within_subject_optimum``, cross-validated in time):
 - ``ridge``: sensor-space ridge map (no lags), penalty by inner CV;
 - ``sourcespace``: the learned source prior through the subject's lead fields;
 - ``adaptive``: that prior adapted by SBL to the subject's EEG;
-- ``subject-sbl``: SBL on the subject's EEG from a flat prior (reference).
+- ``subject-sbl``: SBL over 10-mm patches on the subject's EEG from a flat
+  prior, no training data in its prior (reference);
+- ``subject-sbl-points``: the same over single locations (as in issue 6's
+  measurement).
 
 The translators' lead fields are the app's own (``lead_fields_from_info``:
 sphere model, volume grid in head coordinates, free dipoles), not the
 simulator's cortex: like real data, the model's source space is not the
-truth's.
+truth's. ``--oracle`` gives them the simulator's own cortex and forward
+model instead, to separate what the head model costs from what the
+differences between brains cost.
 
     python benchmarks/bench_transfer.py                    # 4 subjects, 4 spreads (~30 min)
     python benchmarks/bench_transfer.py --spreads 0 10 --subjects 4
@@ -47,54 +52,15 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 SFREQ = 250.0
-EEG_SCALE, MEG_SCALE = 1e6, 1e15  # V -> µV, T -> fT, as the group level
-MAG_NOISE = 3e-15 * np.sqrt(SFREQ / 2)
-EEG_NOISE = 2.5e-6
 
 
 def make_subjects(spread_mm: float, n_subjects: int, seed: int, n_windows: int,
-                  n_times: int, grid_mm: float) -> list[dict]:
-    """Arrays (µV, fT) and app lead fields of ``n_subjects`` simulated subjects."""
-    import mne
+                  n_times: int, grid_mm: float, oracle: bool = False) -> list[dict]:
+    """See :func:`synaptech_bids.simulate.arrays.simulate_subject_arrays`."""
+    from synaptech_bids.simulate.arrays import simulate_subject_arrays
 
-    from synaptech_bids.simulate import geometry, recording, sources
-    from synaptech_bids.translators import lead_fields_from_info
-
-    def seq(*key):
-        return np.random.default_rng(np.random.SeedSequence([seed, *key]))
-
-    out = []
-    for s in range(1, n_subjects + 1):
-        geom = geometry.make_subject_geometry(f"{s:02d}", seq(1, s), dev_spread_mm=3.5)
-        src = sources.subject_source_space(geom.sphere_origin, geom.sphere_radius, 6.0)
-        comps = sources.make_components(
-            src, geom.sphere_origin, geom.sphere_radius, shared_rng=seq(0),
-            subject_rng=seq(2, s), spread_mm=spread_mm,
-        )
-        comps = [c for c in comps if c.kind != "evoked"]
-        info = geometry.make_info(geom, geom.dev_head_t, SFREQ)
-        gain, _, picks = recording.compute_gain(info, geom, src)
-        mix = sources.component_mixing(comps, gain)  # (n_picks, n_comp), per nAm
-        names = [info["ch_names"][p] for p in picks]
-        types = np.array(info.get_channel_types())[picks]
-        mags = [n for n, t in zip(names, types) if t == "mag"]
-        eegs = [n for n, t in zip(names, types) if t == "eeg"]
-        rows_m = [names.index(n) for n in mags]
-        rows_e = [names.index(n) for n in eegs]
-        amp = np.array([c.amplitude for c in comps])
-        rng = seq(3, s)
-        z = rng.standard_normal((n_windows, len(comps), n_times)) * amp[None, :, None]  # nAm
-        eeg = np.einsum("ck,wkt->wct", mix[rows_e], z)
-        meg = np.einsum("ck,wkt->wct", mix[rows_m], z)
-        eeg += EEG_NOISE * rng.standard_normal(eeg.shape)
-        meg += MAG_NOISE * rng.standard_normal(meg.shape)
-        lf = lead_fields_from_info(info, eegs, mags, sphere=mne.make_sphere_model(
-            geom.sphere_origin, geom.sphere_radius, info, verbose=False), grid_mm=grid_mm)
-        lf["L_eeg"] = lf["L_eeg"] * EEG_SCALE
-        lf["L_meg"] = lf["L_meg"] * MEG_SCALE
-        out.append({"label": f"{s:02d}", "eeg": eeg * EEG_SCALE, "meg": meg * MEG_SCALE,
-                    "lf": lf})
-    return out
+    return simulate_subject_arrays(spread_mm, n_subjects, seed, n_windows, n_times,
+                                   grid_mm=grid_mm, sfreq=SFREQ, oracle=oracle)
 
 
 def transfer_scores(subjects: list[dict]) -> dict[str, list[float]]:
@@ -112,6 +78,7 @@ def transfer_scores(subjects: list[dict]) -> dict[str, list[float]]:
         "sourcespace": SourceSpaceTranslator,
         "adaptive": AdaptiveTranslator,
         "subject-sbl": lambda: AdaptiveTranslator(prior="none"),
+        "subject-sbl-points": lambda: AdaptiveTranslator(prior="none", patch_mm=0.0),
     }
     shares: dict[str, list[float]] = {k: [] for k in models}
     shares["optimum_r2"] = []
@@ -142,18 +109,21 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=12, help="2 s windows per subject")
     parser.add_argument("--grid-mm", type=float, default=15.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--oracle", action="store_true",
+                        help="give the translators the simulator's own cortex and forward "
+                        "model instead of the app's sphere-model volume grid")
     args = parser.parse_args()
     summary = {}
     for spread in args.spreads:
         t0 = time.perf_counter()
         print(f"spread {spread:g} mm: simulating {args.subjects} subjects", flush=True)
         subjects = make_subjects(spread, args.subjects, args.seed, args.windows,
-                                 int(2 * SFREQ), args.grid_mm)
+                                 int(2 * SFREQ), args.grid_mm, args.oracle)
         summary[spread] = transfer_scores(subjects)
         print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     print("\nshare of the held-out subject's within-subject optimum, mean [min, max] "
           "over held-out subjects")
-    names = ["ridge", "sourcespace", "adaptive", "subject-sbl"]
+    names = ["ridge", "sourcespace", "adaptive", "subject-sbl", "subject-sbl-points"]
     print(f"{'spread':>8s} {'optimum R²':>11s} " + " ".join(f"{n:>20s}" for n in names))
     for spread, shares in summary.items():
         cells = [f"{100 * np.mean(shares[n]):5.1f}% [{100 * min(shares[n]):4.0f},"

@@ -15,8 +15,11 @@ Model (covariance components, sparse Bayesian learning)
     C = h0 * C_prior + sum_i gamma_i * E_i
 
 with ``C_prior`` the prior learned across training subjects (mapped to the
-subject's sources) and ``E_i`` the identity on the dipoles of source
-location ``i`` (its three orientations share ``gamma_i``). The weights
+subject's sources) and ``E_i = k_i k_i^T`` (per orientation) for a Gaussian
+*patch* ``k_i`` of ``patch_mm`` centred on source location ``i`` (its
+three orientations share ``gamma_i``; ``patch_mm=0`` gives the identity on
+the dipoles of location ``i``, the classic per-location SBL). Patches,
+because cortical activity is spatially extended: see ``patch_mm``. The weights
 maximise the marginal likelihood of the EEG, ``Sigma = L C L^T + noise``,
 by the convex-bounding fixed point of Champagne (Wipf et al. 2010,
 NeuroImage 49:641; Wipf & Nagarajan 2009, NeuroImage 44:947, the unified
@@ -131,6 +134,36 @@ def sbl_source_cov(
     return gamma, float(h0), sigma
 
 
+def patch_basis(pos: np.ndarray, sigma_mm: float) -> np.ndarray:
+    """Gaussian patches of cortex centred on every source location.
+
+    Parameters
+    ----------
+    pos : ndarray, shape (n_loc, 3)
+        Source locations (m).
+    sigma_mm : float
+        Patch standard deviation (mm).
+
+    Returns
+    -------
+    basis : ndarray, shape (n_loc, n_loc)
+        Column ``i`` weights the locations by ``exp(-d^2 / 2 sigma^2)`` from
+        location ``i``, normalised to sum 1 (so a patch's variance is that
+        of its total moment, as in the simulator).
+    """
+    pos = np.asarray(pos, float)
+    d2 = ((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1)
+    basis = np.exp(-d2 / (2 * (sigma_mm * 1e-3) ** 2))
+    return basis / basis.sum(0, keepdims=True)
+
+
+def _in_patches(gain: np.ndarray, basis: np.ndarray, n_ori: int) -> np.ndarray:
+    """Lead field of each patch, per orientation: (n, n_loc * n_ori) -> same shape."""
+    n, n_loc = gain.shape[0], basis.shape[0]
+    per_loc = gain.reshape(n, n_loc, n_ori)
+    return np.einsum("nlo,lk->nko", per_loc, basis).reshape(n, n_loc * n_ori)
+
+
 class AdaptiveTranslator(SourceSpaceTranslator):
     """The source-space prior adapted to each subject's EEG by SBL.
 
@@ -142,6 +175,16 @@ class AdaptiveTranslator(SourceSpaceTranslator):
         reference, SBL from a flat start.
     n_iter_sbl : int
         Most SBL iterations per subject.
+    patch_mm : float
+        SBL learns one variance per *patch* of this standard deviation
+        (mm), centred on each source location, instead of per location;
+        0 learns per location. Why: cortical activity comes in extended
+        patches whose nearby dipoles move together; SBL over independent
+        locations explains the EEG with a few focal sources whose MEG is
+        wrong. Measured on the simulator with its own cortex as the source
+        space (``bench_transfer.py --oracle``): the subject-only fit went
+        from about -300% of the within-subject optimum (locations) to
+        about +50% (10-15 mm patches). Needs ``src_pos`` in the lead fields.
     lambdas, lam_fit, background, max_rank, n_iter, inner_folds, space
         As :class:`.sourcespace.SourceSpaceTranslator`.
 
@@ -158,6 +201,7 @@ class AdaptiveTranslator(SourceSpaceTranslator):
         self,
         prior: str = "learned",
         n_iter_sbl: int = 100,
+        patch_mm: float = 10.0,
         lambdas: float | Sequence[float] = DEFAULT_LAMBDAS,
         lam_fit: float = 0.05,
         background: float = 1.0,
@@ -171,6 +215,9 @@ class AdaptiveTranslator(SourceSpaceTranslator):
             raise ValueError("prior must be 'learned' or 'none'")
         self.prior = prior
         self.n_iter_sbl = int(n_iter_sbl)
+        self.patch_mm = float(patch_mm)
+        if self.patch_mm < 0:
+            raise ValueError("patch_mm must be >= 0")
 
     def _learn(self, heads, stats, covs) -> SourcePrior | None:
         if self.prior == "none":
@@ -188,11 +235,16 @@ class AdaptiveTranslator(SourceSpaceTranslator):
             v = np.where(head.cols[:, None] >= 0, prior.v[np.clip(head.cols, 0, None)], 0.0)
             var = ((v @ (prior.a - prior.b * np.eye(len(prior.a)))) * v).sum(1) + prior.b
             gamma0 = 0.5 * var.reshape(-1, head.n_ori).mean(1)
+        l_eeg, l_meg = head.l_eeg, head.l_meg
+        if self.patch_mm > 0 and head.pos is not None:
+            basis = patch_basis(head.pos, self.patch_mm)
+            l_eeg = _in_patches(l_eeg, basis, head.n_ori)
+            l_meg = _in_patches(l_meg, basis, head.n_ori)
         gamma, h0, sigma = sbl_source_cov(
-            head.l_eeg, s_ee, lam, head.n_ori, prior_gram, gamma0, n_iter=self.n_iter_sbl
+            l_eeg, s_ee, lam, head.n_ori, prior_gram, gamma0, n_iter=self.n_iter_sbl
         )
         g = np.repeat(gamma, head.n_ori)
-        cross_all = (head.l_meg * g) @ head.l_eeg.T
+        cross_all = (l_meg * g) @ l_eeg.T
         if cross is not None:
             cross_all = cross_all + h0 * cross
         return linalg.solve(sigma, cross_all.T, assume_a="pos").T

@@ -490,8 +490,8 @@ def test_load_refuses_unknown_class_and_tampering(tmp_path):
 # ----------------------------------------------------------------- hybrid
 def test_ridge_cross_fitted_predictions_never_see_their_subject():
     eeg, meg, groups, _ = lagged_world(noise=0.5)
-    ridge = RidgeTranslator(lags=(0, 1), cv=3).fit(eeg, meg, groups)
-    out = ridge.cross_fitted_predict(eeg, meg, groups, out=np.empty_like(meg))
+    ridge = RidgeTranslator(lags=(0, 1), cv=3)
+    out = ridge.fit_cross_fitted(eeg, meg, groups, out=np.empty_like(meg))
     folds, _ = ridge._folds(len(eeg), groups)
     assert len(folds) == 3
     for idx in folds:

@@ -91,10 +91,7 @@ def translator_params(name: str, config: Config, sfreq: float, seed: int,
             # The paper's log-spaced 1-100 Hz, kept below Nyquist.
             top = min(100.0, 0.45 * sfreq)
             cwt_freqs = tuple(np.geomspace(1.0, top, config.synaptechnet_cwt_freqs))
-        # the hybrid's ridge part is the ridge translator's
-        extra = {"ridge_lags": translator_params("ridge", config, sfreq, seed, device)["lags"]}
-        return {
-            **(extra if name == "hybrid" else {}),
+        params: dict[str, Any] = {
             "width": config.synaptechnet_width,
             "cwt_freqs": cwt_freqs,
             "sfreq": sfreq,
@@ -106,6 +103,9 @@ def translator_params(name: str, config: Config, sfreq: float, seed: int,
             "seed": seed,
             "device": device,
         }
+        if name == "hybrid":  # its ridge part is the ridge translator's
+            params["ridge_lags"] = translator_params("ridge", config, sfreq, seed, device)["lags"]
+        return params
     return {}
 
 

@@ -36,9 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from . import io as _io
 from . import synaptechnet as _net
-from .base import NotFittedError, check_eeg, check_pair
+from .base import NotFittedError, check_pair
 from .ridge import RidgeTranslator
 
 
@@ -50,9 +49,8 @@ class HybridTranslator(_net.SynaptechNetTranslator):
     ridge_lags : sequence of int
         Lags (samples) of the ridge part (see :mod:`.ridge`).
     **params
-        Every parameter of :class:`.synaptechnet.SynaptechNetTranslator`,
-        for the network part (listed explicitly so that ``save``/``load``
-        round-trip them).
+        Any parameter of :class:`.synaptechnet.SynaptechNetTranslator`, for
+        the network part, with its defaults.
 
     Attributes
     ----------
@@ -64,40 +62,15 @@ class HybridTranslator(_net.SynaptechNetTranslator):
 
     name = "hybrid"
 
-    def __init__(
-        self,
-        ridge_lags: Sequence[int] = (0,),
-        width: float = 1.0,
-        channels: Sequence[int] = (128, 256, 512),
-        lstm_hidden: int = 512,
-        dropout: float = 0.2,
-        norm: str = "instance",
-        normalization: str = "zscore",
-        cwt_freqs: Sequence[float] | None = None,
-        cwt_output: str = "real",
-        sfreq: float | None = None,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        batch_size: int = 32,
-        max_epochs: int = 100,
-        patience: int = 10,
-        min_delta: float = 0.0,
-        val_fraction: float = 0.2,
-        seed: int = 0,
-        device: str = "auto",
-        amp: bool = True,
-        checkpoint_every_batches: int = 0,
-        restore_best: bool = True,
-        calibrate_output: bool = True,
-        calibration: str = "pooled",
-    ) -> None:
-        super().__init__(
-            width, channels, lstm_hidden, dropout, norm, normalization, cwt_freqs, cwt_output,
-            sfreq, lr, weight_decay, batch_size, max_epochs, patience, min_delta, val_fraction,
-            seed, device, amp, checkpoint_every_batches, restore_best, calibrate_output,
-            calibration,
-        )
+    def __init__(self, ridge_lags: Sequence[int] = (0,), **params: Any) -> None:
+        super().__init__(**params)
         self.ridge_lags = tuple(int(v) for v in np.atleast_1d(ridge_lags))
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        # the network's parameters come through **params: list them all, so
+        # that get_params, save and load round-trip every one
+        return ["ridge_lags", *_net.SynaptechNetTranslator._param_names()]
 
     def fit(
         self,
@@ -116,9 +89,7 @@ class HybridTranslator(_net.SynaptechNetTranslator):
         resumes the network part (the ridge part is refitted, in seconds).
         """
         eeg, meg, groups = check_pair(eeg, meg, groups)
-        self.ridge_ = RidgeTranslator(lags=self.ridge_lags).fit(eeg, meg, groups)
-        if log is not None:
-            log(f"ridge part: alpha {float(np.median(self.ridge_.alpha_)):.3g}")
+        self.ridge_ = RidgeTranslator(lags=self.ridge_lags)
         # The residual has the MEG's size: keep it beside a memory-mapped MEG
         # (the group level's scratch directory) rather than in RAM.
         mapped = getattr(meg, "filename", None)
@@ -130,7 +101,9 @@ class HybridTranslator(_net.SynaptechNetTranslator):
                 residual = np.lib.format.open_memmap(
                     Path(tmp) / "residual.npy", "w+", np.float32, meg.shape
                 )
-            self.ridge_.cross_fitted_predict(eeg, meg, groups, out=residual)
+            self.ridge_.fit_cross_fitted(eeg, meg, groups, out=residual)
+            if log is not None:
+                log(f"ridge part: alpha {float(np.median(self.ridge_.alpha_)):.3g}")
             chunk = 256
             for start in range(0, len(meg), chunk):
                 block = slice(start, start + chunk)
@@ -147,11 +120,7 @@ class HybridTranslator(_net.SynaptechNetTranslator):
         return self
 
     def _data_fingerprint(self, eeg: np.ndarray, meg: np.ndarray, groups: Any) -> str:
-        params = {k: v for k, v in self.get_params().items() if k != "device"}
-        return _io.array_fingerprint(
-            eeg, getattr(self, "_fingerprint_meg", meg), groups,
-            np.frombuffer(repr(sorted(params.items())).encode(), np.uint8),
-        )
+        return super()._data_fingerprint(eeg, getattr(self, "_fingerprint_meg", meg), groups)
 
     def predict(
         self, eeg: np.ndarray, geometry: Any = None, batch_size: int | None = None
@@ -171,8 +140,7 @@ class HybridTranslator(_net.SynaptechNetTranslator):
         """
         if not self.is_fitted:
             raise NotFittedError("HybridTranslator is not fitted")
-        eeg = check_eeg(eeg)
-        out = super().predict(eeg, batch_size=batch_size)
+        out = super().predict(eeg, batch_size=batch_size)  # checks the EEG
         out += self.ridge_.predict(eeg)
         return out
 

@@ -283,29 +283,35 @@ class RidgeTranslator(Translator):
         self
         """
         eeg, meg, groups = check_pair(eeg, meg, groups)
-        n_w, n_e, _ = eeg.shape
-        q = meg.shape[1]
-        alphas = np.asarray(self.alphas)
-        if len(alphas) > 1:
-            folds, fold_labels = self._folds(n_w, groups)
+        if len(self.alphas) > 1:
+            folds, labels = self._folds(len(eeg), groups)
             folds_m = [_moments(eeg, meg, idx, self.lags) for idx in folds]
+            self._fit_moments(folds_m, [sorted({str(g) for g in labels[i]}) for i in folds],
+                              eeg.shape[1])
+        else:
+            self._fit_moments([_moments(eeg, meg, np.arange(len(eeg)), self.lags)], [],
+                              eeg.shape[1])
+        return self
+
+    def _fit_moments(self, folds_m: list[_Moments], fold_labels: list[list[str]],
+                     n_eeg: int) -> None:
+        """Choose ``alpha_`` by CV over the folds' moments (if a grid), then solve on all."""
+        alphas = np.asarray(self.alphas)
+        q = folds_m[0].my.shape[0]
+        if len(alphas) > 1:
             self.cv_mse_ = self._cv_mse(folds_m)
-            self.cv_folds_ = [sorted({str(g) for g in fold_labels[idx]}) for idx in folds]
-            total = _sum(folds_m)
+            self.cv_folds_ = fold_labels
             if self.alpha_per_target:
                 best = np.argmin(self.cv_mse_, axis=0)
             else:
                 best = np.full(q, np.argmin(self.cv_mse_.sum(1)))
             self.alpha_ = alphas[best]
         else:
-            total = _moments(eeg, meg, np.arange(n_w), self.lags)
             self.cv_mse_ = np.full((1, q), np.nan)
             self.cv_folds_ = []
             self.alpha_ = np.full(q, alphas[0])
-
-        self.coef_, self.intercept_ = self._solve(total, n_e)
+        self.coef_, self.intercept_ = self._solve(_sum(folds_m), n_eeg)
         self._fitted = True
-        return self
 
     def _solve(self, total: _Moments, n_eeg: int) -> tuple[np.ndarray, np.ndarray]:
         """Ridge weights (n_meg, n_eeg, n_lags) and intercepts at ``alpha_``."""
@@ -322,29 +328,31 @@ class RidgeTranslator(Translator):
         coef = w.reshape(len(self.lags), n_eeg, -1).transpose(2, 1, 0).copy()
         return coef, intercept
 
-    def cross_fitted_predict(
+    def fit_cross_fitted(
         self, eeg: np.ndarray, meg: np.ndarray, groups: np.ndarray | None, out: np.ndarray
     ) -> np.ndarray:
-        """Out-of-fold predictions of the training windows, written into ``out``.
+        """Fit as :meth:`fit` does, and write out-of-fold predictions into ``out``.
 
         Each inner fold (whole subjects, as in ``fit``) is predicted by a
         ridge map fitted at the chosen ``alpha_`` on the other folds, so a
         window's prediction never saw that window's subject: its residual
         is what this map misses on a subject it did not train on. Used to
-        train a model on what ridge leaves over (:mod:`.hybrid`).
+        train a model on what ridge leaves over (:mod:`.hybrid`). The
+        folds' moments are read once and serve the penalty choice, the fit
+        and the out-of-fold maps.
         """
-        if not self.is_fitted:
-            raise NotFittedError("RidgeTranslator is not fitted")
         eeg, meg, groups = check_pair(eeg, meg, groups)
-        folds, _ = self._folds(len(eeg), groups)
+        folds, labels = self._folds(len(eeg), groups)
         folds_m = [_moments(eeg, meg, idx, self.lags) for idx in folds]
+        self._fit_moments(folds_m, [sorted({str(g) for g in labels[i]}) for i in folds],
+                          eeg.shape[1])
         fold_model = RidgeTranslator(self.lags, self.alphas, self.cv, self.alpha_per_target)
         fold_model.alpha_ = self.alpha_
         fold_model._fitted = True
+        chunk = max(1, _CHUNK_SAMPLES // eeg.shape[2])
         for k, idx in enumerate(folds):
             others = _sum([m for j, m in enumerate(folds_m) if j != k])
             fold_model.coef_, fold_model.intercept_ = self._solve(others, eeg.shape[1])
-            chunk = max(1, _CHUNK_SAMPLES // eeg.shape[2])
             for start in range(0, len(idx), chunk):
                 rows = idx[start : start + chunk]
                 out[rows] = fold_model.predict(np.asarray(eeg[rows]))

@@ -15,7 +15,9 @@ optimum (``group.metrics.within_subject_optimum``, cross-validated in time):
 
 - ``ridge``: sensor-space ridge map (no lags), penalty by inner CV;
 - ``sourcespace``: the learned source prior through the subject's lead fields;
-- ``adaptive``: that prior adapted by SBL to the subject's EEG;
+- ``adaptive``: SBL on the subject's EEG, seeded by that prior or not as
+  the training subjects' inner leave-subjects-out decides (the app's);
+- ``adaptive-learned``: SBL always seeded by the learned prior;
 - ``subject-sbl``: SBL over 10-mm patches on the subject's EEG from a flat
   prior, no training data in its prior (reference);
 - ``subject-sbl-points``: the same over single locations (as in issue 6's
@@ -79,6 +81,7 @@ def transfer_scores(subjects: list[dict]) -> dict[str, list[float]]:
         "ridge": lambda: RidgeTranslator(lags=(0,)),
         "sourcespace": SourceSpaceTranslator,
         "adaptive": AdaptiveTranslator,
+        "adaptive-learned": lambda: AdaptiveTranslator(prior="learned"),
         "subject-sbl": lambda: AdaptiveTranslator(prior="none"),
         "subject-sbl-points": lambda: AdaptiveTranslator(prior="none", patch_mm=0.0),
     }
@@ -98,7 +101,7 @@ def transfer_scores(subjects: list[dict]) -> dict[str, list[float]]:
             pred = model.predict(test["eeg"], geometry=test["lf"])
             r2 = float(np.mean(r2_per_channel(test["meg"], pred)))
             shares[name].append(r2 / optimum)
-            print(f"    held out {test['label']}: {name:12s} R² {r2:6.3f} "
+            print(f"    held out {test['label']}: {name:18s} R² {r2:6.3f} "
                   f"({100 * r2 / optimum:5.1f}% of optimum {optimum:.3f}) "
                   f"{time.perf_counter() - t0:5.1f} s", flush=True)
     return shares
@@ -125,7 +128,8 @@ def main() -> None:
         print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     print("\nshare of the held-out subject's within-subject optimum, mean [min, max] "
           "over held-out subjects")
-    names = ["ridge", "sourcespace", "adaptive", "subject-sbl", "subject-sbl-points"]
+    names = ["ridge", "sourcespace", "adaptive", "adaptive-learned", "subject-sbl",
+             "subject-sbl-points"]
     print(f"{'spread':>8s} {'optimum R²':>11s} " + " ".join(f"{n:>20s}" for n in names))
     for spread, shares in summary.items():
         cells = [f"{100 * np.mean(shares[n]):5.1f}% [{100 * min(shares[n]):4.0f},"

@@ -48,20 +48,27 @@ ELECTRODES = _fibonacci(N_EEG, 0.09, -0.2)
 HELMET = _fibonacci(N_MEG, 0.115, -0.1)
 
 
-def lead_fields(shift_mm=(0.0, 0.0, 0.0), rot_deg: float = 0.0) -> dict:
-    """Lead-field set of one head whose helmet position is shifted and rotated."""
+def lead_fields(shift_mm=(0.0, 0.0, 0.0), rot_deg: float = 0.0, src_offset_mm=(0.0, 0.0, 0.0)
+                ) -> dict:
+    """Lead-field set of one head whose helmet position is shifted and rotated.
+
+    ``src_offset_mm`` moves the brain (its source grid, patches and all) in
+    head coordinates, as each subject's own cortex sits differently relative
+    to its fiducials.
+    """
+    grid = GRID + np.asarray(src_offset_mm) / 1000
     angle = np.deg2rad(rot_deg)
     rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
                     [0, 0, 1]])
     sensors = HELMET @ rot.T + np.asarray(shift_mm) / 1000
     normals = HELMET @ rot.T / np.linalg.norm(HELMET, axis=1, keepdims=True)
-    d_e = ELECTRODES[:, None, :] - GRID[None]  # (n_eeg, n_loc, 3)
+    d_e = ELECTRODES[:, None, :] - grid[None]  # (n_eeg, n_loc, 3)
     l_eeg = d_e / np.linalg.norm(d_e, axis=2, keepdims=True) ** 3
-    d_m = sensors[:, None, :] - GRID[None]
+    d_m = sensors[:, None, :] - grid[None]
     # (q x d) . n = q . (d x n): the gain of dipole component q.
     l_meg = np.cross(d_m, normals[:, None, :]) / np.linalg.norm(d_m, axis=2, keepdims=True) ** 3
     return {"L_eeg": l_eeg.reshape(N_EEG, -1) * 1e-3, "L_meg": l_meg.reshape(N_MEG, -1) * 1e-3,
-            "src_pos": GRID.copy()}
+            "src_pos": grid}
 
 
 def patches(rng: np.random.Generator, n: int, width: float = 0.015) -> tuple:
@@ -95,12 +102,14 @@ def record(lf: dict, mixing: np.ndarray, rng: np.random.Generator, n_w: int = 20
 
 def world(seed: int, n_train: int = 4, n_patches: int = 12, spread_mm: float = 0.0,
           test_shift=(0.0, 0.0, 0.0), background: float = 0.0, noise: float = 0.0,
-          n_w: int = 20):
+          n_w: int = 20, brain_offset_mm: float = 0.0):
     """Training subjects and one held-out subject.
 
     Head positions differ by ~3 mm between training subjects; the held-out
     subject's helmet is shifted by ``test_shift`` (mm). With ``spread_mm`` every
     subject's patch centres move by that RMS distance and orientations turn.
+    With ``brain_offset_mm`` each subject's whole brain (source grid) sits off
+    the common lattice by that RMS distance.
     """
     rng = np.random.default_rng(seed)
     centres, orient, width = patches(rng, n_patches)
@@ -109,7 +118,8 @@ def world(seed: int, n_train: int = 4, n_patches: int = 12, spread_mm: float = 0
         c = centres + rng.normal(0, spread_mm / 1000 / np.sqrt(3), centres.shape)
         o = orient + rng.normal(0, spread_mm / 30, orient.shape)
         o /= np.linalg.norm(o, axis=1, keepdims=True)
-        lf = lead_fields(shift)
+        offset = rng.normal(0, brain_offset_mm / np.sqrt(3), 3) if brain_offset_mm else 0.0
+        lf = lead_fields(shift, src_offset_mm=offset)
         return lf, *record(lf, patch_mixing(c, o, width), rng, n_w, background=background,
                            noise=noise)
 
@@ -201,6 +211,40 @@ def test_heads_with_different_source_grids_share_one_space(space):
     model = SourceSpaceTranslator(lambdas=(1e-3, 1e-2), space=space).fit(x, y, groups, geometry)
     assert model.grid_.shape == GRID.shape
     assert mean_r2(meg, model.predict(eeg, geometry=lf)) > 0.9
+
+
+def test_brains_off_one_lattice_are_aligned_in_sphere_space():
+    # Each subject's brain (source grid) sits ~5 mm off the others' in head
+    # coordinates, as individual cortices do: their points never coincide, so
+    # a union in head space would learn each column from one subject. "auto"
+    # must notice and align them sphere-normalised.
+    train, (lf, eeg, meg) = world(11, n_patches=10, background=0.02, noise=0.05, n_w=10,
+                                  brain_offset_mm=5.0)
+    x, y, groups, geometry = stack(train)
+    auto = SourceSpaceTranslator().fit(x, y, groups, geometry=geometry)
+    head = SourceSpaceTranslator(space="head").fit(x, y, groups, geometry=geometry)
+    assert auto.space_ == "sphere"
+    r2_auto = mean_r2(meg, auto.predict(eeg, geometry=lf))
+    r2_head = mean_r2(meg, head.predict(eeg, geometry=lf))
+    assert r2_auto > r2_head + 0.05, (r2_auto, r2_head)
+    # On one lattice (the app's volume grids), "auto" keeps head coordinates.
+    train, _ = world(11, n_train=2, n_patches=4, n_w=4)
+    assert SourceSpaceTranslator(lambdas=0.1).fit(*stack(train)).space_ == "head"
+
+
+def test_adaptive_lets_the_training_subjects_choose_its_seed():
+    # Brains alike: the learned prior helps SBL and the inner folds keep it.
+    # Brains unrelated (patches 8 cm apart): the prior learned elsewhere does
+    # not help, and the inner folds fall back to the subject-only start.
+    chosen = {}
+    for spread in (0.0, 80.0):
+        train, _ = world(12, n_patches=10, spread_mm=spread, background=0.02, noise=0.05,
+                         n_w=8)
+        model = AdaptiveTranslator(lambdas=(0.01, 0.1)).fit(*stack(train))
+        learned, none = np.nanmean(model.cv_r2_, 1).reshape(2, -1).max(1)
+        assert model.seed_ == ("learned" if learned >= none else "none")
+        chosen[spread] = model.seed_
+    assert chosen == {0.0: "learned", 80.0: "none"}, chosen
 
 
 def test_sbl_finds_the_active_locations():

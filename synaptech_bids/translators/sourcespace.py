@@ -29,6 +29,10 @@ sets that carry ``"src_pos"`` (n_loc, 3) are aligned by position (the union
 of the training subjects' points; a new subject's point takes the prior of
 the nearest one within 1.5 grid spacings, else only the background).
 Without ``"src_pos"`` every subject must share the same source columns.
+Sources on each subject's own cortex do not coincide in head coordinates;
+for them (``space="auto"``, the default, decides) positions are taken
+relative to the grid's centre and scaled to a common radius, and every
+subject's source snaps to the nearest point of the largest training grid.
 
 Estimating ``C`` (empirical Bayes, EM)
 --------------------------------------
@@ -167,6 +171,28 @@ def r2_from_stats(w: np.ndarray, st: Mapping[str, np.ndarray]) -> np.ndarray:
         return np.where(st["mm_diag"] > 0, 1 - sse / st["mm_diag"], np.nan)
 
 
+def resolve_space(heads: Sequence[Head], space: str) -> str:
+    """``"auto"`` -> ``"head"`` where the heads' sources share one lattice, else ``"sphere"``.
+
+    The app's volume grids are one lattice in head coordinates, so their
+    points coincide across subjects and head space is exact. Sources on each
+    subject's own cortex (an individual surface, or the simulator's) do not
+    coincide in head coordinates: a union of them would give each training
+    subject its own columns, learn every column's prior from one subject and
+    leave a new subject's points unmatched, so the sphere-normalised space,
+    which aligns brains of similar shape, is used instead.
+    """
+    if space not in ("head", "sphere", "auto"):
+        raise ValueError("space must be 'head', 'sphere' or 'auto'")
+    if space != "auto":
+        return space
+    positions = [h.pos for h in heads if h.pos is not None]
+    if not positions:
+        return "head"
+    union = np.unique(np.round(np.concatenate(positions) * 1e4).astype(np.int64), axis=0)
+    return "head" if len(union) <= 1.2 * max(len(p) for p in positions) else "sphere"
+
+
 def align_heads(
     heads: Sequence[Head], grid: np.ndarray | None = None, space: str = "head"
 ) -> np.ndarray | None:
@@ -183,7 +209,8 @@ def align_heads(
     space : {"head", "sphere"}
         ``"head"``: head coordinates as they are. ``"sphere"``: positions
         relative to the grid's centre and scaled to a common RMS radius, a
-        crude size normalisation of each brain (no MRI needed).
+        crude size normalisation of each brain (no MRI needed). See
+        :func:`resolve_space` for choosing one.
 
     Returns
     -------
@@ -390,15 +417,19 @@ class SourceSpaceTranslator(Translator):
     inner_folds : int
         Most inner leave-subjects-out folds for choosing ``lam`` (each
         learns a prior; leave-one-subject-out up to this many subjects).
-    space : {"head", "sphere"}
+    space : {"auto", "head", "sphere"}
         Common source space: head coordinates, or sphere-normalised ones
-        (see :func:`align_heads`).
+        (see :func:`align_heads`); ``"auto"`` chooses per fit
+        (:func:`resolve_space`).
 
     Attributes
     ----------
+    space_ : str
+        The common space used (``"head"`` or ``"sphere"``).
     lambda_ : float
-    cv_r2_ : ndarray, shape (n_lambdas, n_subjects)
-        Inner leave-subjects-out mean R² of each training subject.
+    cv_r2_ : ndarray, shape (n_candidates, n_subjects)
+        Inner leave-subjects-out mean R² of each training subject, per
+        candidate setting (here each ``lam`` of ``lambdas``).
     subjects_ : list of str
     prior_ : SourcePrior
         Learned on all training subjects.
@@ -416,7 +447,7 @@ class SourceSpaceTranslator(Translator):
         max_rank: int = 400,
         n_iter: int = 60,
         inner_folds: int = 4,
-        space: str = "head",
+        space: str = "auto",
     ) -> None:
         self.lambdas = tuple(float(v) for v in np.atleast_1d(lambdas))
         if not self.lambdas or min(self.lambdas) <= 0:
@@ -428,8 +459,8 @@ class SourceSpaceTranslator(Translator):
         self.max_rank = int(max_rank)
         self.n_iter = int(n_iter)
         self.inner_folds = int(inner_folds)
-        if space not in ("head", "sphere"):
-            raise ValueError("space must be 'head' or 'sphere'")
+        if space not in ("auto", "head", "sphere"):
+            raise ValueError("space must be 'auto', 'head' or 'sphere'")
         self.space = space
 
     # ------------------------------------------------------------- fitting
@@ -437,11 +468,19 @@ class SourceSpaceTranslator(Translator):
         return learn_prior(heads, stats, covs, self.lam_fit, self.background,
                            self.max_rank, self.n_iter, n_common=self._n_common)
 
-    def _score(self, prior: SourcePrior | None, head: Head, st: Mapping, lambdas) -> np.ndarray:
-        """Mean R² of one held-out training subject for each ``lam``."""
+    def _candidates(self) -> list[Any]:
+        """Settings the inner leave-subjects-out chooses from: here ``lam``."""
+        return list(self.lambdas)
+
+    def _choose(self, candidate: Any) -> None:
+        self.lambda_ = float(candidate)
+
+    def _score(self, prior: SourcePrior | None, head: Head, st: Mapping,
+               candidates: Sequence[Any]) -> np.ndarray:
+        """Mean R² of one held-out training subject for each candidate."""
         gram, cross, _ = prior.terms(head)
         return np.array([np.nanmean(r2_from_stats(wiener_from_terms(gram, cross, lam), st))
-                         for lam in lambdas])
+                         for lam in candidates])
 
     def fit(
         self,
@@ -475,13 +514,14 @@ class SourceSpaceTranslator(Translator):
             heads.append(h)
             stats.append(st)
             covs.append(_joint_cov(h, eeg[idx], meg[idx]))
-        self.grid_ = align_heads(heads, space=self.space)
+        self.space_ = resolve_space(heads, self.space)
+        self.grid_ = align_heads(heads, space=self.space_)
         # Inner folds learn on the full common space, so that the left-out
         # subject's columns exist in their prior.
         self._n_common = max(int(h.cols.max()) for h in heads) + 1
-        lambdas = np.asarray(self.lambdas)
+        candidates = self._candidates()
         n = len(heads)
-        scores = np.full((len(lambdas), n), np.nan)
+        scores = np.full((len(candidates), n), np.nan)
         # Inner leave-subjects-out in at most ``inner_folds`` folds (subjects
         # dealt round-robin); with one subject, in-sample.
         n_folds = max(1, min(self.inner_folds, n))
@@ -491,12 +531,12 @@ class SourceSpaceTranslator(Translator):
             prior = self._learn([heads[i] for i in train], [stats[i] for i in train],
                                 [covs[i] for i in train])
             for j in held:
-                scores[:, j] = self._score(prior, heads[j], stats[j], lambdas)
+                scores[:, j] = self._score(prior, heads[j], stats[j], candidates)
         if n < 2:
             logger.warning("%s: one training subject, lam chosen in-sample", self.name)
         self.cv_r2_ = scores
         self.subjects_ = [lab for lab, _, _ in parts]
-        self.lambda_ = float(lambdas[int(np.nanargmax(np.nanmean(scores, 1)))])
+        self._choose(candidates[int(np.nanargmax(np.nanmean(scores, 1)))])
         self.prior_: SourcePrior | None = self._learn(heads, stats, covs)
         self._fitted = True
         return self
@@ -510,7 +550,7 @@ class SourceSpaceTranslator(Translator):
             h = Head(lf)
             h.check(eeg.shape[1], None)
             if self.grid_ is not None:
-                align_heads([h], self.grid_, space=self.space)
+                align_heads([h], self.grid_, space=self.space_)
             elif self.prior_ is not None and h.l_eeg.shape[1] != self.prior_.v.shape[0]:
                 raise ValueError(
                     f"lead fields have {h.l_eeg.shape[1]} sources, the model's source space "
@@ -548,7 +588,7 @@ class SourceSpaceTranslator(Translator):
     # --------------------------------------------------------- persistence
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         tensors = {"cv_r2": np.asarray(self.cv_r2_, float)}
-        fitted = {"lambda": self.lambda_, "subjects": self.subjects_}
+        fitted = {"lambda": self.lambda_, "subjects": self.subjects_, "space": self.space_}
         if self.prior_ is not None:
             tensors.update(prior_v=self.prior_.v, prior_a=self.prior_.a)
             fitted["prior_b"] = self.prior_.b
@@ -564,6 +604,8 @@ class SourceSpaceTranslator(Translator):
                                       fitted["prior_b"])
         self.grid_ = tensors.get("grid")
         self.lambda_ = float(fitted["lambda"])
+        # Models saved before "auto" existed used the space they were given.
+        self.space_ = fitted.get("space", "head" if self.space == "auto" else self.space)
         self.subjects_ = list(fitted.get("subjects", []))
 
 

@@ -51,6 +51,20 @@ def test_within_subject_optimum_recovers_linear_map():
     assert np.allclose(metrics.within_subject_optimum(eeg, noisy), 0.5, atol=0.06)
 
 
+def test_within_subject_optimum_matches_the_simulators_truth():
+    # On a simulated subject (its folded cortex, networks, background and
+    # sensor noise), the optimum estimated from 2 minutes of windows agrees
+    # with the population optimum from the simulator's true covariance.
+    from synaptech_bids.simulate.arrays import simulate_subject_arrays
+
+    (subject,) = simulate_subject_arrays(0.0, 1, seed=3, n_windows=60, oracle=True)
+    estimated = metrics.within_subject_optimum(subject["eeg"], subject["meg"])
+    truth = subject["optimum_r2"]
+    assert 0.1 < truth.mean() < 0.6
+    assert abs(estimated.mean() - truth.mean()) < 0.03, (estimated.mean(), truth.mean())
+    assert np.corrcoef(estimated, truth)[0, 1] > 0.9
+
+
 def test_evoked_fidelity():
     rng = _rng()
     y = rng.standard_normal((6, 3, 50))

@@ -60,7 +60,12 @@ def simulate_subject_arrays(
     subjects : list of dict
         ``label``, ``eeg`` (n_windows, n_eeg, n_times) in uV, ``meg``
         (n_windows, 102, n_times) in fT, ``lf`` the lead-field set (in the
-        same units per source unit).
+        same units per source unit), ``optimum_r2`` (102,) the population
+        within-subject optimum: the R² per magnetometer of the best
+        instantaneous linear map from this subject's EEG, from the
+        simulator's true covariance (no estimation noise, unlike
+        :func:`synaptech_bids.group.metrics.within_subject_optimum` on the
+        windows).
     """
     import mne
 
@@ -97,6 +102,8 @@ def simulate_subject_arrays(
         meg = np.einsum("ck,wkt->wct", mix[rows_m], z)
         eeg += EEG_NOISE * rng.standard_normal(eeg.shape)
         meg += mag_noise * rng.standard_normal(meg.shape)
+        optimum = _population_optimum(mix[rows_e] * amp, mix[rows_m] * amp,
+                                      EEG_NOISE**2, mag_noise**2)
         if oracle:
             normal = np.einsum("cso,so->cs", gain.reshape(len(gain), -1, 3), src.nn) * 1e-9
             lf = {"L_eeg": normal[rows_e], "L_meg": normal[rows_m], "src_pos": src.rr,
@@ -107,5 +114,19 @@ def simulate_subject_arrays(
         lf["L_eeg"] = lf["L_eeg"] * EEG_SCALE
         lf["L_meg"] = lf["L_meg"] * MEG_SCALE
         out.append({"label": f"{s:02d}", "eeg": eeg * EEG_SCALE, "meg": meg * MEG_SCALE,
-                    "lf": lf})
+                    "lf": lf, "optimum_r2": optimum})
     return out
+
+
+def _population_optimum(a_eeg: np.ndarray, a_meg: np.ndarray, var_eeg: float,
+                        var_meg: float) -> np.ndarray:
+    """R² per MEG channel of ``Cme Cee^-1 Cem`` for ``x = A_e z + n_e``, ``y = A_m z + n_m``.
+
+    ``a_eeg`` (n_eeg, n_comp) and ``a_meg`` (n_meg, n_comp) are the mixing
+    scaled by the components' RMS amplitudes (``z`` white, unit variance);
+    the sensor noises are white with variances ``var_eeg``, ``var_meg``.
+    """
+    c_ee = a_eeg @ a_eeg.T + var_eeg * np.eye(len(a_eeg))
+    c_me = a_meg @ a_eeg.T
+    explained = (c_me * np.linalg.solve(c_ee, c_me.T).T).sum(1)
+    return explained / ((a_meg**2).sum(1) + var_meg)

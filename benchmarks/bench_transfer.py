@@ -33,15 +33,19 @@ differences between brains cost.
     python benchmarks/bench_transfer.py                    # 4 subjects, 4 spreads (~30 min)
     python benchmarks/bench_transfer.py --spreads 0 10 --subjects 4
 
-Measured (seed 0, share of optimum, mean over 4 held-out subjects; spreads
-0/5/10/20 mm; optimum R² 0.18/0.25/0.32/0.39). With ``--oracle``: ridge
-46/4/-1/-9 %, sourcespace 1/1/-1/-15 %, adaptive 50/45/31/23 %, subject-sbl
-(10-mm patches) 66/55/39/26 %, subject-sbl-points 0/-10/-14/-21 %. With the
-app's lead fields (0/5/10 mm): ridge 46/4/-1 %, sourcespace -1/5/3 %, every
-SBL variant 0 % (its inner CV picks the largest penalty: the map shrinks to
-predicting zero). The subject's own EEG carries what transfers, but only
-with a cortical source space; issue 6's goals (90 % at 5 mm, 60 % at 10 mm)
-are not met. See docs/translatability.md.
+Measured (seed 0, share of the estimated optimum, mean over 4 held-out
+subjects; spreads 0/5/10/20 mm; optimum R² 0.18/0.25/0.32/0.39, population
+optimum 0.20/0.27/0.34/0.40). With ``--oracle``: ridge 46/4/-1/-9 %,
+sourcespace 48/22/4/0 %, adaptive 73/55/39/26 % (the learned seed kept at
+0 mm, dropped at every other spread), adaptive-learned 73/51/20/7 %,
+subject-sbl (10-mm patches) 66/55/39/26 %, subject-sbl-points
+0/-10/-14/-21 %; as shares of the population optimum, adaptive 67/51/37/25
+%. With the app's lead fields (0/5/10 mm, before ``prior="cv"``): ridge
+46/4/-1 %, sourcespace -1/5/3 %, every SBL variant 0 % (its inner CV picks
+the largest penalty: the map shrinks to predicting zero). The subject's own
+EEG carries what transfers, but only with a cortical source space; issue
+6's goals (90 % at 5 mm, 60 % at 10 mm) are not met. See
+docs/translatability.md.
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from a flat start with no learned component, no training data in the prior
 two: the inner leave-subjects-out scores both seeds at every ``lam``. Why:
 a prior learned on other brains helps where brains are alike and misleads
 where they are not (measured with ``bench_transfer.py --oracle``: seeded
-SBL 74 % of the optimum against 66 % unseeded at 0 mm spread, 20 % against
+SBL 73 % of the optimum against 66 % unseeded at 0 mm spread, 20 % against
 39 % at 10 mm), and which world the data are in is an empirical question
 that subjects whose MEG is known can answer.
 

@@ -13,6 +13,7 @@ leave-one-subject-out, every translator is fitted on the other subjects and
 scored on the held-out one, as a share of that subject's within-subject
 optimum (``group.metrics.within_subject_optimum``, cross-validated in time):
 
+- ``physics``: the lead-field Wiener map with a uniform source prior;
 - ``ridge``: sensor-space ridge map (no lags), penalty by inner CV;
 - ``sourcespace``: the learned source prior through the subject's lead fields;
 - ``adaptive``: SBL on the subject's EEG, seeded by that prior or not as
@@ -22,6 +23,9 @@ optimum (``group.metrics.within_subject_optimum``, cross-validated in time):
   prior, no training data in its prior (reference);
 - ``subject-sbl-points``: the same over single locations (as in issue 6's
   measurement).
+- with ``--networks``: ``synaptechnet`` and ``hybrid`` (ridge plus the
+  network on its residual) at the group level's CPU test size (width 0.125,
+  at most 15 epochs).
 
 The translators' lead fields are the app's own (``lead_fields_from_info``:
 sphere model, volume grid in head coordinates, free dipoles), not the
@@ -71,17 +75,21 @@ def make_subjects(spread_mm: float, n_subjects: int, seed: int, n_windows: int,
                                    grid_mm=grid_mm, sfreq=SFREQ, oracle=oracle)
 
 
-def transfer_scores(subjects: list[dict]) -> dict:
+def transfer_scores(subjects: list[dict], networks: bool = False) -> dict:
     """Leave-one-subject-out share of the within-subject optimum per translator."""
     from synaptech_bids.group.metrics import within_subject_optimum
     from synaptech_bids.translators import (
         AdaptiveTranslator,
+        HybridTranslator,
+        PhysicsTranslator,
         RidgeTranslator,
         SourceSpaceTranslator,
+        SynaptechNetTranslator,
         r2_per_channel,
     )
 
     models = {
+        "physics": PhysicsTranslator,
         "ridge": lambda: RidgeTranslator(lags=(0,)),
         "sourcespace": SourceSpaceTranslator,
         "adaptive": AdaptiveTranslator,
@@ -89,6 +97,10 @@ def transfer_scores(subjects: list[dict]) -> dict:
         "subject-sbl": lambda: AdaptiveTranslator(prior="none"),
         "subject-sbl-points": lambda: AdaptiveTranslator(prior="none", patch_mm=0.0),
     }
+    if networks:  # the group level's CPU test size: width 0.125, at most 15 epochs
+        net = {"width": 0.125, "max_epochs": 15, "device": "cpu"}
+        models["synaptechnet"] = lambda: SynaptechNetTranslator(**net)
+        models["hybrid"] = lambda: HybridTranslator(ridge_lags=(0,), **net)
     shares: dict = {k: [] for k in models}
     shares["optimum_r2"], shares["population_optimum_r2"] = [], []
     r2s: dict[str, list[float]] = {k: [] for k in models}
@@ -125,6 +137,8 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=12, help="2 s windows per subject")
     parser.add_argument("--grid-mm", type=float, default=15.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--networks", action="store_true",
+                        help="also Synaptech-Net and the hybrid (width 0.125, 15 epochs; slow)")
     parser.add_argument("--oracle", action="store_true",
                         help="give the translators the simulator's own cortex and forward "
                         "model instead of the app's sphere-model volume grid")
@@ -135,12 +149,12 @@ def main() -> None:
         print(f"spread {spread:g} mm: simulating {args.subjects} subjects", flush=True)
         subjects = make_subjects(spread, args.subjects, args.seed, args.windows,
                                  int(2 * SFREQ), args.grid_mm, args.oracle)
-        summary[spread] = transfer_scores(subjects)
+        summary[spread] = transfer_scores(subjects, args.networks)
         print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     print("\nshare of the held-out subject's within-subject optimum, mean [min, max] "
           "over held-out subjects")
-    names = ["ridge", "sourcespace", "adaptive", "adaptive-learned", "subject-sbl",
-             "subject-sbl-points"]
+    names = [n for n in next(iter(summary.values()))
+             if n not in ("optimum_r2", "population_optimum_r2", "population")]
     print(f"{'spread':>8s} {'optimum R²':>11s} " + " ".join(f"{n:>20s}" for n in names))
     for spread, shares in summary.items():
         cells = [f"{100 * np.mean(shares[n]):5.1f}% [{100 * min(shares[n]):4.0f},"

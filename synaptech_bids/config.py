@@ -125,6 +125,15 @@ class Config:
     synaptechnet_normalization : str
         ``"zscore"`` per channel (default) or the paper's ``"minmax_log1p"``;
         fitted on training subjects only.
+    synaptechnet_norm : str
+        Normalisation layer of Synaptech-Net: the paper's ``"instance"``
+        (default), ``"batch"`` or ``"none"``.
+    synaptechnet_input_skip : bool
+        Hand Synaptech-Net's input to its output layer beside the decoder
+        (not in the paper). Why: instance normalisation makes every feature
+        map blind to its amplitude in the window, so the paper's network
+        cannot scale its output with the EEG's; the skip gives the output
+        layer the (normalised) EEG itself, i.e. a spatial linear path.
     max_epochs, batch_size, learning_rate, patience : int, int, float, int
         Training of Synaptech-Net (Adam, MSE, early stopping on a validation
         split of training subjects).
@@ -167,6 +176,8 @@ class Config:
     synaptechnet_width: float = 0.25
     synaptechnet_cwt_freqs: int = 0
     synaptechnet_normalization: str = "zscore"
+    synaptechnet_norm: str = "instance"
+    synaptechnet_input_skip: bool = False
     max_epochs: int = 40
     batch_size: int = 16
     learning_rate: float = 1e-3
@@ -214,6 +225,10 @@ class Config:
             raise ConfigError("synaptechnet_cwt_freqs must be 0 (off) or positive")
         if self.synaptechnet_normalization not in ("zscore", "minmax_log1p"):
             raise ConfigError("synaptechnet_normalization must be 'zscore' or 'minmax_log1p'")
+        if self.synaptechnet_norm not in ("instance", "batch", "none"):
+            raise ConfigError("synaptechnet_norm must be 'instance', 'batch' or 'none'")
+        if not isinstance(self.synaptechnet_input_skip, bool):
+            raise ConfigError("synaptechnet_input_skip must be true or false")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain JSON-serialisable values."""
@@ -238,6 +253,7 @@ GROUP_ONLY_FIELDS = frozenset({
     "translators", "group_eeg", "group_eeg_channels", "group_windows", "window_length_s",
     "window_step_s", "n_folds", "ridge_lags_ms",
     "synaptechnet_width", "synaptechnet_cwt_freqs", "synaptechnet_normalization",
+    "synaptechnet_norm", "synaptechnet_input_skip",
     "max_epochs", "batch_size", "learning_rate", "patience",
 })
 

@@ -9,6 +9,7 @@ import pytest
 
 from synaptech_bids.config import GROUP_ONLY_FIELDS, TRANSLATOR_NAMES, Config, ConfigError
 from synaptech_bids.group.evaluate import translator_params
+from synaptech_bids.translators import get_translator
 
 
 def test_group_only_options_do_not_change_participant_options():
@@ -27,6 +28,8 @@ def test_group_only_fields_exist():
 @pytest.mark.parametrize("options", [
     {"synaptechnet_cwt_freqs": -1},
     {"synaptechnet_normalization": "log"},
+    {"synaptechnet_norm": "layer"},
+    {"synaptechnet_input_skip": "yes"},
     {"translators": ("ridge", "unet")},
     {"translators": ()},
 ])
@@ -43,6 +46,15 @@ def test_cwt_frequencies_log_spaced_below_nyquist():
     assert freqs[-1] < 75.0
     np.testing.assert_allclose(np.diff(np.log(freqs)), np.log(freqs[1] / freqs[0]))
     assert translator_params("synaptechnet", Config(), 250.0, 0, "cpu")["cwt_freqs"] is None
+
+
+def test_network_options_reach_the_translators():
+    config = Config(synaptechnet_norm="batch", synaptechnet_input_skip=True)
+    for name in ("synaptechnet", "hybrid"):
+        params = translator_params(name, config, 250.0, 0, "cpu")
+        model = get_translator(name, **params)
+        assert (model.norm, model.input_skip) == ("batch", True)
+    assert Config().participant_dict() == config.participant_dict()
 
 
 def test_translator_names_are_the_registry():

@@ -274,6 +274,28 @@ def test_synaptechnet_fast_cpu_paths_equal_the_plain_layers():
         torch.testing.assert_close(net(x), plain_forward(x), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("cwt", [None, MorletCWT(100.0, [4.0, 9.0, 20.0], output="complex")])
+def test_synaptechnet_instance_norm_is_blind_to_amplitude_and_the_input_skip_is_not(cwt):
+    """With the paper's instance norm, a window three times as strong gives
+    the same output (every map is normalised per window), so the network
+    cannot scale MEG with EEG; the input skip hands the output layer the EEG
+    itself. Either way the shapes follow the input."""
+    x = torch.randn(2, 5, 40)
+    outputs = {}
+    for skip in (False, True):
+        torch.manual_seed(0)
+        net = SynaptechNet(5, 3, channels=(4, 8), lstm_hidden=4, cwt=cwt, input_skip=skip).eval()
+        with torch.no_grad():
+            outputs[skip] = net(x), net(3 * x)
+        assert outputs[skip][0].shape == (2, 3, 40)
+    def change(skip):  # relative to the output's size; norm's eps keeps it off exact 0
+        before, after = outputs[skip]
+        return float((after - before).abs().mean() / before.abs().mean())
+
+    assert change(False) < 1e-3
+    assert change(True) > 0.1
+
+
 def test_synaptechnet_paper_size():
     n_par = sum(p.numel() for p in SynaptechNet(74, 102).parameters())
     tiny = sum(
@@ -447,7 +469,7 @@ def _fitted_translators():
             RidgeTranslator().fit(eeg, meg, groups),
             PhysicsTranslator().fit(eeg, meg, groups, geometry=geometry),
             tiny_net(max_epochs=1, cwt_freqs=(3.0, 8.0), sfreq=50.0).fit(eeg, meg, groups),
-            HybridTranslator(ridge_lags=(0, 1), **TINY).fit(eeg, meg, groups),
+            HybridTranslator(ridge_lags=(0, 1), input_skip=True, **TINY).fit(eeg, meg, groups),
         ],
     )
 

@@ -181,6 +181,9 @@ class SynaptechNet(nn.Module):
         Built-in time-frequency front end.
     n_freqs : int
         Height of a 4-D input when ``cwt`` is None (1 for raw signals).
+    input_skip : bool
+        Also hand the network's (padded) input to the head, beside the last
+        decoder block's maps. Not in the paper: see :class:`SynaptechNetTranslator`.
 
     Shapes
     ------
@@ -198,8 +201,10 @@ class SynaptechNet(nn.Module):
         norm: str = "instance",
         cwt: MorletCWT | None = None,
         n_freqs: int = 1,
+        input_skip: bool = False,
     ) -> None:
         super().__init__()
+        self.input_skip = bool(input_skip)
         channels = [int(c) for c in channels]
         if not channels or min(channels) < 1:
             raise ValueError(f"channels must be positive, got {channels}")
@@ -249,6 +254,8 @@ class SynaptechNet(nn.Module):
                 )
             )
             in_ch = out_ch + channels[k]  # after concatenating the skip
+        if self.input_skip:
+            in_ch += n_in
         # spans the full (padded) frequency axis: one output row per MEG channel
         self.head = nn.Conv2d(in_ch, self.n_meg, (self.f_pad, 1))
 
@@ -266,6 +273,7 @@ class SynaptechNet(nn.Module):
         t_pad = int(math.ceil(n_t / mult) * mult)
         # zero-pad (time right, frequency top) so every pooling halves exactly
         x = nn.functional.pad(x, (0, t_pad - n_t, 0, self.f_pad - x.shape[2]))
+        inputs = x
 
         skips = []
         for block in self.enc:
@@ -281,6 +289,8 @@ class SynaptechNet(nn.Module):
 
         for block, skip in zip(self.dec, reversed(skips), strict=True):
             x = torch.cat([block(x), skip], dim=1)
+        if self.input_skip:
+            x = torch.cat([x, inputs], dim=1)
         return self._head(x)[..., :n_t]
 
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
@@ -448,6 +458,18 @@ class SynaptechNetTranslator(Translator):
         so where nothing carries over per-channel gains are biased upwards
         and the output hurts; a pooled gain averages that chance over ~100
         channels.
+    input_skip : bool
+        Concatenate the network's (normalised) input to the last decoder
+        block's maps before the output layer (default False, the paper's
+        network). Why: instance normalisation makes every feature map blind
+        to its own amplitude in a window, so the paper's network predicts
+        the same MEG for a window and for that window three times as
+        strong, and cannot weigh EEG channels against each other by
+        amplitude; the skip gives the output layer a spatial linear path.
+        Measured on a shared linear map with window power varying as
+        rhythms do (20 EEG, 30 MEG, 4 training subjects of 60 windows,
+        width 0.125): held-out R² 0.17 without the skip, 0.36 with it,
+        ridge 0.51.
 
     Attributes
     ----------
@@ -489,7 +511,9 @@ class SynaptechNetTranslator(Translator):
         restore_best: bool = True,
         calibrate_output: bool = True,
         calibration: str = "pooled",
+        input_skip: bool = False,
     ) -> None:
+        self.input_skip = bool(input_skip)
         self.width = float(width)
         self.channels = tuple(int(c) for c in channels)
         self.lstm_hidden = int(lstm_hidden)
@@ -529,7 +553,8 @@ class SynaptechNetTranslator(Translator):
         if self.cwt_freqs is not None:
             assert self.sfreq is not None
             cwt = MorletCWT(self.sfreq, self.cwt_freqs, output=self.cwt_output)
-        return SynaptechNet(n_eeg, n_meg, chans, hidden, self.dropout, self.norm, cwt=cwt)
+        return SynaptechNet(n_eeg, n_meg, chans, hidden, self.dropout, self.norm, cwt=cwt,
+                            input_skip=self.input_skip)
 
     def _scalers(self) -> tuple[ChannelScaler, ChannelScaler]:
         if self.normalization == "minmax_log1p":

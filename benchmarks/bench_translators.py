@@ -3,6 +3,7 @@
     python benchmarks/bench_translators.py [--subjects 4] [--runs 2] [--duration 120]
                                            [--width 0.25] [--max-epochs 40]
                                            [--windows epochs|sliding] [--work DIR]
+                                           [--norm instance|batch|none] [--input-skip]
 
 Simulates a ds000117-like dataset with the simulator's (calibrated) defaults,
 runs the app as a user would (``synaptech-bids ... participant`` with the
@@ -49,6 +50,10 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=0.25, help="synaptechnet_width")
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--windows", choices=("epochs", "sliding"), default="epochs")
+    parser.add_argument("--norm", choices=("instance", "batch", "none"), default="instance",
+                        help="synaptechnet_norm (the paper's: instance)")
+    parser.add_argument("--input-skip", action="store_true",
+                        help="synaptechnet_input_skip (not in the paper)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, help="keep everything here (default: temporary)")
@@ -66,6 +71,8 @@ def main() -> None:
         'translators = ["physics", "ridge", "synaptechnet", "hybrid"]\n'
         f"synaptechnet_width = {args.width}\n"
         f"max_epochs = {args.max_epochs}\n"
+        f'synaptechnet_norm = "{args.norm}"\n'
+        f"synaptechnet_input_skip = {'true' if args.input_skip else 'false'}\n"
         f'group_windows = "{args.windows}"\n'
         f"n_folds = {args.subjects}\n"
     )
@@ -87,7 +94,8 @@ def main() -> None:
     took = ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
     print(f"\n{args.subjects} subjects x {args.runs} runs x {args.duration:g} s "
           f"({args.windows}), synaptechnet width {args.width:g}, "
-          f"max {args.max_epochs} epochs; {took}")
+          f"max {args.max_epochs} epochs, norm {args.norm}, input skip "
+          f"{'on' if args.input_skip else 'off'}; {took}")
     print(summary.to_string(index=False))
     per_subject = scores.groupby(["model", "subject"])["r2"].mean().unstack("model")
     print("\nheld-out R² per subject (channel mean):")

@@ -79,12 +79,32 @@ def test_final_models_translate_eeg(group_run):
 def test_rerun_resumes_and_gives_the_same_scores(group_run):
     bids, out, config = group_run
     before = (out / "group" / "desc-translation_scores.tsv").read_text()
-    checkpoints = sorted(p.name for p in (out / "work" / "group" / "checkpoints").iterdir())
+    (key,) = (out / "work" / "group" / "checkpoints").iterdir()
+    checkpoints = sorted(p.name for p in key.iterdir())
     assert checkpoints == ["synaptechnet_final", "synaptechnet_fold-0", "synaptechnet_fold-1",
                            "synaptechnet_fold-2"]
     result = CliRunner().invoke(app, [str(bids), str(out), "group", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert (out / "group" / "desc-translation_scores.tsv").read_text() == before
+
+
+def test_changed_settings_train_afresh_and_force_clears(group_run, tmp_path):
+    """Checkpoints belong to one set of inputs and settings: a run with another
+    max_epochs starts its own instead of refusing the old ones, and --force
+    clears every checkpoint and finished fold."""
+    bids, out, config = group_run
+    work = out / "work" / "group"
+    other = tmp_path / "config.toml"
+    other.write_text(config.read_text().replace("max_epochs = 2", "max_epochs = 1"))
+    command = [str(bids), str(out), "group", "--config", str(other)]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert len(list((work / "checkpoints").iterdir())) == 2
+    assert len(list((work / "folds").iterdir())) == 2
+    result = CliRunner().invoke(app, [*command, "--force"])
+    assert result.exit_code == 0, result.output
+    assert len(list((work / "checkpoints").iterdir())) == 1
+    assert len(list((work / "folds").iterdir())) == 1
 
 
 def test_group_only_options_reuse_participant_outputs(group_run, tmp_path):
@@ -192,3 +212,21 @@ def test_subject_with_too_few_windows_is_refused(group_run, tmp_path):
     result = CliRunner().invoke(app, [str(bids), str(copy), "group", "--config", str(config)])
     assert result.exit_code == 65, result.output
     assert "sub-02 has 2 windows" in result.output
+
+
+def test_force_in_one_fold_task_clears_that_fold_only(tmp_path):
+    """`--fold 2 --force` in a job array must not delete its siblings' work."""
+    from synaptech_bids.group.run import _clear
+
+    work = tmp_path / "group"
+    for k in (0, 1, 10):
+        (work / "checkpoints" / "key" / f"synaptechnet_fold-{k}").mkdir(parents=True)
+        (work / "folds" / "key").mkdir(parents=True, exist_ok=True)
+        (work / "folds" / "key" / f"fold-{k}_scores.tsv").write_text("x")
+    _clear(work, fold=2)  # 1-based, as on the command line: fold index 1
+    assert sorted(p.name for p in (work / "checkpoints" / "key").iterdir()) == [
+        "synaptechnet_fold-0", "synaptechnet_fold-10"]
+    assert sorted(p.name for p in (work / "folds" / "key").iterdir()) == [
+        "fold-0_scores.tsv", "fold-10_scores.tsv"]
+    _clear(work, fold=None)
+    assert not (work / "checkpoints").exists() and not (work / "folds").exists()

@@ -83,26 +83,33 @@ def run_group_level(
     """Run the group level; see the module docstring.
 
     Translators that train iteratively checkpoint each fold under
-    ``work_dir/group/checkpoints``: re-running the same command after an
-    interruption resumes them (``force`` starts afresh). Finished folds are
-    kept under ``work_dir/group/folds/<key>`` (the key hashes the participant
-    inputs, configuration, seed and version): with ``fold`` (1-based), only
-    that fold is computed and kept, as one task of a job array; a later run
-    without it reads the finished folds and computes the rest.
+    ``work_dir/group/checkpoints/<key>`` and finished folds are kept under
+    ``work_dir/group/folds/<key>``; the key hashes what they depend on (the
+    participant inputs, configuration, seed and version). Re-running the
+    same command after an interruption resumes them; a run with other
+    settings starts its own (``force`` removes them all and starts afresh).
+    With ``fold`` (1-based), only that fold is computed and kept, as one
+    task of a job array; a later run without it reads the finished folds
+    and computes the rest.
     """
-    checkpoints = Path(work_dir or Path(output_dir) / "work") / "group" / "checkpoints"
+    group_work = Path(work_dir or Path(output_dir) / "work") / "group"
     # Under torchrun every rank computes and rank 0 alone writes (distributed.py).
     main = distributed.is_main()
-    if force and checkpoints.exists() and main:
-        shutil.rmtree(checkpoints)
     derivatives = gather(output_dir, subjects, config.group_eeg, config.group_windows)
+    # Keyed like the finished folds: a checkpoint holds training state for
+    # these inputs and settings only, so changing a setting (max_epochs, say)
+    # must start a new one rather than meet the old one and stop.
+    key = _fold_key(derivatives, subjects, config, seed)
+    checkpoints = group_work / "checkpoints" / key
+    if force and main:
+        _clear(group_work, fold)
     if main:
         write_dataset_description(output_dir, source_description, bids_root)
     eeg_names, mag_names, dropped = common_channels(derivatives)
     sfreq = derivatives[0].info["sfreq"]
     # Windows are memory-mapped from the work directory, never all in RAM
     # (one directory per rank under torchrun, so ranks never share a file).
-    arrays = checkpoints.parent / "arrays" / f"rank-{distributed.rank()}"
+    arrays = group_work / "arrays" / f"rank-{distributed.rank()}"
     data = []
     with step(f"loading {len(derivatives)} subjects"):
         for deriv in derivatives:
@@ -135,8 +142,7 @@ def run_group_level(
         scores, evoked, histories, examples = evaluate(
             data, mag_names, config, sfreq, seed, device, progress=_say,
             checkpoint_root=checkpoints, scratch=arrays,
-            fold_results=checkpoints.parent / "folds" / _fold_key(derivatives, subjects, config,
-                                                                  seed),
+            fold_results=group_work / "folds" / key,
             only_fold=None if fold is None else fold - 1, save_folds=main,
             eeg_names=eeg_names,
         )
@@ -239,6 +245,23 @@ def _transfer(derivatives: list, mag_names: list[str], scores: pd.DataFrame) -> 
         for d in derivatives
     }
     return transfer_table(scores, head_distances_mm(positions))
+
+
+def _clear(group_work: Path, fold: int | None) -> None:
+    """Remove training state and finished folds (``--force``): all of them,
+    or with ``fold`` (one task of a job array, beside its siblings) only
+    that fold's, so that a task never deletes another's work."""
+    if fold is None:
+        for kept in ("checkpoints", "folds"):
+            shutil.rmtree(group_work / kept, ignore_errors=True)
+        return
+    k = fold - 1
+    for path in [*group_work.glob(f"checkpoints/*/*_fold-{k}"),
+                 *group_work.glob(f"folds/*/fold-{k}_*")]:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _fold_key(derivatives: list, subjects: list[str], config: Config, seed: int) -> str:

@@ -15,6 +15,12 @@ whether Synaptech-Net (alone, and as the hybrid on ridge's residual) at
 least matches ridge, and the physics baseline. The
 training-mean row is the floor measured in the same run. A script that
 prints, not a test: minutes to hours on a CPU depending on the sizes.
+
+Measured (``--subjects 6 --width 0.125``, seed 0; the same derivatives,
+group level re-run; held-out R², mean over the 6 subjects): ridge 0.036;
+Synaptech-Net, the paper's (instance norm), 0.015 at ``--max-epochs 15``
+and 0.022 at 40; with ``--input-skip`` 0.027 and 0.032; ``--norm batch
+--input-skip`` 0.026 at 15.
 """
 
 from __future__ import annotations

@@ -43,57 +43,21 @@ def pearson_per_channel(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, np.sum(t * p, axis=1) / denom, 0.0)
 
 
-def _band_filters(sfreq: float) -> dict[str, np.ndarray]:
-    """Second-order sections of each band of :data:`BANDS` below 0.45 × ``sfreq``."""
-    out = {}
-    for band, (lo, hi) in BANDS.items():
-        hi = min(hi, 0.45 * sfreq)
-        if hi > lo:
-            out[band] = butter(4, (lo, hi), btype="bandpass", fs=sfreq, output="sos")
-    return out
-
-
 def band_r2(y_true: np.ndarray, y_pred: np.ndarray, sfreq: float) -> dict[str, np.ndarray]:
     """R² per channel after band-passing both signals in each band of :data:`BANDS`.
 
     Bands reaching above 0.45 × ``sfreq`` are cut there (and skipped when
     nothing is left).
     """
-    return {
-        band: r2_per_channel(sosfiltfilt(sos, y_true, axis=-1), sosfiltfilt(sos, y_pred, axis=-1))
-        for band, sos in _band_filters(sfreq).items()
-    }
-
-
-def channel_scores(
-    y_true: np.ndarray, y_pred: np.ndarray, sfreq: float, block: int = 8
-) -> dict[str, np.ndarray]:
-    """Every per-channel score of a translation: ``mse``, ``r2``, ``pearson_r``
-    and ``r2_<band>`` for each band of :func:`band_r2`.
-
-    The same numbers as :func:`mse_per_channel`, :func:`r2_per_channel`,
-    :func:`pearson_per_channel` and :func:`band_r2`, computed ``block``
-    channels at a time. Why: each score needs float64 copies of both
-    signals (and filtered ones for the bands); for a held-out subject at
-    ds000117's size (880 windows × 102 magnetometers × 500 samples) each
-    copy of all channels is 360 MB, so scoring everything at once held
-    several GB; a block holds a few tens of MB, and a memory-mapped MEG is
-    read a block at a time.
-    """
-    filters = _band_filters(sfreq)
-    n_ch = y_true.shape[1]
-    out = {name: np.empty(n_ch) for name in ("mse", "r2", "pearson_r", *map("r2_{}".format,
-                                                                          filters))}
-    for start in range(0, n_ch, block):
-        rows = slice(start, start + block)
-        t = np.asarray(y_true[:, rows], np.float64)
-        p = np.asarray(y_pred[:, rows], np.float64)
-        out["mse"][rows] = mse_per_channel(t, p)
-        out["r2"][rows] = r2_per_channel(t, p)
-        out["pearson_r"][rows] = pearson_per_channel(t, p)
-        for band, sos in filters.items():
-            out[f"r2_{band}"][rows] = r2_per_channel(sosfiltfilt(sos, t, axis=-1),
-                                                     sosfiltfilt(sos, p, axis=-1))
+    out = {}
+    for band, (lo, hi) in BANDS.items():
+        hi = min(hi, 0.45 * sfreq)
+        if hi <= lo:
+            continue
+        sos = butter(4, (lo, hi), btype="bandpass", fs=sfreq, output="sos")
+        out[band] = r2_per_channel(
+            sosfiltfilt(sos, y_true, axis=-1), sosfiltfilt(sos, y_pred, axis=-1)
+        )
     return out
 
 

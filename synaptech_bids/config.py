@@ -199,9 +199,10 @@ class Config:
             raise ConfigError("eeg_reference: only 'average' is supported")
         if not self.epochs_tmin < 0 < self.epochs_tmax:
             raise ConfigError("epochs must span the event: tmin < 0 < tmax")
-        if not isinstance(self.auto_bad_channels, bool):
+        for option in dataclasses.fields(self):
             # a TOML string "false" would otherwise count as true
-            raise ConfigError("auto_bad_channels must be true or false")
+            if option.type == "bool" and not isinstance(getattr(self, option.name), bool):
+                raise ConfigError(f"{option.name} must be true or false")
         if self.ica_icalabel not in ("auto", "always", "never"):
             raise ConfigError(
                 f"ica_icalabel must be 'auto', 'always' or 'never', got {self.ica_icalabel!r}")
@@ -227,8 +228,6 @@ class Config:
             raise ConfigError("synaptechnet_normalization must be 'zscore' or 'minmax_log1p'")
         if self.synaptechnet_norm not in ("instance", "batch", "none"):
             raise ConfigError("synaptechnet_norm must be 'instance', 'batch' or 'none'")
-        if not isinstance(self.synaptechnet_input_skip, bool):
-            raise ConfigError("synaptechnet_input_skip must be true or false")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain JSON-serialisable values."""

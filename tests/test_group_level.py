@@ -223,10 +223,10 @@ def test_force_in_one_fold_task_clears_that_fold_only(tmp_path):
         (work / "checkpoints" / "key" / f"synaptechnet_fold-{k}").mkdir(parents=True)
         (work / "folds" / "key").mkdir(parents=True, exist_ok=True)
         (work / "folds" / "key" / f"fold-{k}_scores.tsv").write_text("x")
-    _clear(work, fold=2)  # 1-based, as on the command line: fold index 1
+    _clear(work, "key", fold=2)  # 1-based, as on the command line: fold index 1
     assert sorted(p.name for p in (work / "checkpoints" / "key").iterdir()) == [
         "synaptechnet_fold-0", "synaptechnet_fold-10"]
     assert sorted(p.name for p in (work / "folds" / "key").iterdir()) == [
         "fold-0_scores.tsv", "fold-10_scores.tsv"]
-    _clear(work, fold=None)
+    _clear(work, "key", fold=None)
     assert not (work / "checkpoints").exists() and not (work / "folds").exists()

@@ -288,6 +288,7 @@ def test_synaptechnet_instance_norm_is_blind_to_amplitude_and_the_input_skip_is_
         with torch.no_grad():
             outputs[skip] = net(x), net(3 * x)
         assert outputs[skip][0].shape == (2, 3, 40)
+
     def change(skip):  # relative to the output's size; norm's eps keeps it off exact 0
         before, after = outputs[skip]
         return float((after - before).abs().mean() / before.abs().mean())

@@ -102,7 +102,7 @@ def run_group_level(
     key = _fold_key(derivatives, subjects, config, seed)
     checkpoints = group_work / "checkpoints" / key
     if force and main:
-        _clear(group_work, fold)
+        _clear(group_work, key, fold)
     if main:
         write_dataset_description(output_dir, source_description, bids_root)
     eeg_names, mag_names, dropped = common_channels(derivatives)
@@ -247,17 +247,17 @@ def _transfer(derivatives: list, mag_names: list[str], scores: pd.DataFrame) -> 
     return transfer_table(scores, head_distances_mm(positions))
 
 
-def _clear(group_work: Path, fold: int | None) -> None:
+def _clear(group_work: Path, key: str, fold: int | None) -> None:
     """Remove training state and finished folds (``--force``): all of them,
     or with ``fold`` (one task of a job array, beside its siblings) only
-    that fold's, so that a task never deletes another's work."""
+    that fold's under this run's ``key``, so a task never deletes another's work."""
     if fold is None:
         for kept in ("checkpoints", "folds"):
             shutil.rmtree(group_work / kept, ignore_errors=True)
         return
     k = fold - 1
-    for path in [*group_work.glob(f"checkpoints/*/*_fold-{k}"),
-                 *group_work.glob(f"folds/*/fold-{k}_*")]:
+    for path in [*(group_work / "checkpoints" / key).glob(f"*_fold-{k}"),
+                 *(group_work / "folds" / key).glob(f"fold-{k}_*")]:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:

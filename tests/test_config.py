@@ -30,6 +30,10 @@ def test_group_only_fields_exist():
     {"synaptechnet_normalization": "log"},
     {"synaptechnet_norm": "layer"},
     {"synaptechnet_input_skip": "yes"},
+    {"weight_decay": -1e-3},
+    {"learning_rate": 0.0},
+    {"max_epochs": 0},
+    {"patience": 0},
     {"translators": ("ridge", "unet")},
     {"translators": ()},
 ])
@@ -49,11 +53,11 @@ def test_cwt_frequencies_log_spaced_below_nyquist():
 
 
 def test_network_options_reach_the_translators():
-    config = Config(synaptechnet_norm="batch", synaptechnet_input_skip=True)
+    config = Config(synaptechnet_norm="batch", synaptechnet_input_skip=True, weight_decay=0.05)
     for name in ("synaptechnet", "hybrid"):
         params = translator_params(name, config, 250.0, 0, "cpu")
         model = get_translator(name, **params)
-        assert (model.norm, model.input_skip) == ("batch", True)
+        assert (model.norm, model.input_skip, model.weight_decay) == ("batch", True, 0.05)
     assert Config().participant_dict() == config.participant_dict()
 
 

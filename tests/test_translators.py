@@ -348,6 +348,44 @@ def test_synaptechnet_resume_is_identical(tmp_path):
         )
 
 
+def test_synaptechnet_ensemble_is_the_mean_of_networks_with_consecutive_seeds():
+    eeg, meg, groups = net_data()
+    # without output calibration: after 2 epochs its gains can be 0
+    ensemble = tiny_net(max_epochs=2, n_ensemble=3, calibrate_output=False).fit(eeg, meg, groups)
+    singles = [tiny_net(max_epochs=2, seed=TINY["seed"] + k, calibrate_output=False)
+               .fit(eeg, meg, groups) for k in range(3)]
+    np.testing.assert_allclose(ensemble.predict(eeg),
+                               np.mean([m.predict(eeg) for m in singles], axis=0),
+                               rtol=1e-5, atol=1e-6)
+    # each member early-stops on its own validation subjects
+    members = [ensemble, *ensemble.members_]
+    assert [m.val_subjects_ for m in members] == [m.val_subjects_ for m in singles]
+    assert len({tuple(m.val_subjects_) for m in members}) > 1
+    assert sorted({row["member"] for row in ensemble.history_}) == [0, 1, 2]
+    assert not np.allclose(singles[0].predict(eeg), singles[1].predict(eeg))
+
+
+def test_synaptechnet_ensemble_resumes_inside_a_member(tmp_path):
+    eeg, meg, groups = net_data()
+    full = tiny_net(max_epochs=2, n_ensemble=2).fit(eeg, meg, groups)
+    calls = []
+
+    def stop_in_member_1(row):  # member 0 ends at epoch 2 without a call
+        calls.append(row["epoch"])
+        return len(calls) == 2
+
+    part = tiny_net(max_epochs=2, n_ensemble=2).fit(eeg, meg, groups, checkpoint_dir=tmp_path,
+                                                    stop_hook=stop_in_member_1)
+    assert not part.completed_ and (tmp_path / "member-1").is_dir()
+    resumed = tiny_net(max_epochs=2, n_ensemble=2).fit(eeg, meg, groups,
+                                                       checkpoint_dir=tmp_path)
+    assert resumed.completed_
+    for a, b in zip(full.members_[0].model_.state_dict().values(),
+                    resumed.members_[0].model_.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    np.testing.assert_array_equal(full.predict(eeg), resumed.predict(eeg))
+
+
 class _Crash(RuntimeError):
     pass
 
@@ -470,7 +508,8 @@ def _fitted_translators():
             RidgeTranslator().fit(eeg, meg, groups),
             PhysicsTranslator().fit(eeg, meg, groups, geometry=geometry),
             tiny_net(max_epochs=1, cwt_freqs=(3.0, 8.0), sfreq=50.0).fit(eeg, meg, groups),
-            HybridTranslator(ridge_lags=(0, 1), input_skip=True, **TINY).fit(eeg, meg, groups),
+            HybridTranslator(ridge_lags=(0, 1), input_skip=True, n_ensemble=2,
+                             **TINY).fit(eeg, meg, groups),
         ],
     )
 

@@ -128,11 +128,16 @@ def _scores_figure(scores: pd.DataFrame) -> plt.Figure:
 
 def _curves_figure(curves: pd.DataFrame) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
-    for (model, fold), group in curves.groupby(["model", "fold"]):
+    # one line per ensemble member too (its epochs restart at 1)
+    keys = ["model", "fold"] + (["member"] if "member" in curves else [])
+    for key, group in curves.groupby(keys, dropna=False):
+        model, fold = key[:2]
+        member = "" if len(key) < 3 or pd.isna(key[2]) else f" member {int(key[2])}"
         x = group["epoch"] if "epoch" in group else np.arange(len(group))
         for column, style in (("train_loss", "-"), ("val_loss", "--")):
             if column in group:
-                ax.plot(x, group[column], style, label=f"{model} fold {fold} {column}")
+                ax.plot(x, group[column], style,
+                        label=f"{model} fold {fold}{member} {column}")
     ax.set(xlabel="epoch", ylabel="MSE (normalised)", yscale="log")
     ax.legend(fontsize=6)
     return fig

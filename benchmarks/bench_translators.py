@@ -4,6 +4,7 @@
                                            [--width 0.25] [--max-epochs 40]
                                            [--windows epochs|sliding] [--work DIR]
                                            [--norm instance|batch|none] [--input-skip]
+                                           [--ensemble N] [--weight-decay WD]
 
 Simulates a ds000117-like dataset with the simulator's (calibrated) defaults,
 runs the app as a user would (``synaptech-bids ... participant`` with the
@@ -60,6 +61,10 @@ def main() -> None:
                         help="synaptechnet_norm (the paper's: instance)")
     parser.add_argument("--input-skip", action="store_true",
                         help="synaptechnet_input_skip (not in the paper)")
+    parser.add_argument("--ensemble", type=int, default=1,
+                        help="synaptechnet_ensemble (the paper's: 1)")
+    parser.add_argument("--weight-decay", type=float, default=0.0,
+                        help="weight_decay (the paper's: 0)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, help="keep everything here (default: temporary)")
@@ -79,6 +84,8 @@ def main() -> None:
         f"max_epochs = {args.max_epochs}\n"
         f'synaptechnet_norm = "{args.norm}"\n'
         f"synaptechnet_input_skip = {'true' if args.input_skip else 'false'}\n"
+        f"synaptechnet_ensemble = {args.ensemble}\n"
+        f"weight_decay = {args.weight_decay}\n"
         f'group_windows = "{args.windows}"\n'
         f"n_folds = {args.subjects}\n"
     )
@@ -101,7 +108,8 @@ def main() -> None:
     print(f"\n{args.subjects} subjects x {args.runs} runs x {args.duration:g} s "
           f"({args.windows}), synaptechnet width {args.width:g}, "
           f"max {args.max_epochs} epochs, norm {args.norm}, input skip "
-          f"{'on' if args.input_skip else 'off'}; {took}")
+          f"{'on' if args.input_skip else 'off'}, ensemble {args.ensemble}, weight decay "
+          f"{args.weight_decay:g}; {took}")
     print(summary.to_string(index=False))
     per_subject = scores.groupby(["model", "subject"])["r2"].mean().unstack("model")
     print("\nheld-out R² per subject (channel mean):")

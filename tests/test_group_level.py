@@ -12,7 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from synaptech_bids.cli import app
+from synaptech_bids.config import Config
 from synaptech_bids.group.gather import cache_subject, find_subject_derivatives
+from synaptech_bids.group.report import network_text
 from synaptech_bids.simulate import simulate_dataset
 from synaptech_bids.translators import load_translator
 
@@ -67,6 +69,7 @@ def test_scores_every_model_on_every_held_out_subject(group_run):
     transfer = pd.read_csv(out / "group" / "desc-transfer_scores.tsv", sep="\t")
     assert (transfer["head_distance_mean_mm"] > 0).all()
     assert (out / "group.html").stat().st_size > 10_000
+    assert "No departure from the paper" in (out / "group.html").read_text()
 
 
 def test_final_models_translate_eeg(group_run):
@@ -230,3 +233,12 @@ def test_force_in_one_fold_task_clears_that_fold_only(tmp_path):
         "fold-0_scores.tsv", "fold-10_scores.tsv"]
     _clear(work, "key", fold=None)
     assert not (work / "checkpoints").exists() and not (work / "folds").exists()
+
+
+def test_group_report_states_every_departure_from_the_paper():
+    assert "No departure" in network_text(Config())
+    text = network_text(Config(synaptechnet_norm="batch", synaptechnet_input_skip=True,
+                               synaptechnet_ensemble=3, weight_decay=1e-3))
+    for part in ("batch instead of instance", "input skip", "mean of 3 networks",
+                 "weight decay 0.001"):
+        assert part in text

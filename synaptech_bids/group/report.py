@@ -51,6 +51,37 @@ def verdicts(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
+def network_text(config: Config) -> str:
+    """How Synaptech-Net was trained, and where that departs from the paper.
+
+    A reviewer must be able to tell the paper's network from ours: the
+    report states every departure rather than leaving it to the config.
+    """
+    text = (
+        f"Synaptech-Net: the paper's U-Net with a bidirectional-LSTM bridge at width "
+        f"{config.synaptechnet_width:g} of the paper's, {config.synaptechnet_norm} "
+        f"normalisation, trained with Adam (learning rate {config.learning_rate:g}, "
+        f"batch {config.batch_size}, MSE) for at most {config.max_epochs} epochs, "
+        f"stopped early (patience {config.patience}) on validation subjects drawn from "
+        "the training subjects."
+    )
+    departures = []
+    if config.synaptechnet_norm != "instance":
+        departures.append(f"{config.synaptechnet_norm} instead of instance normalisation")
+    if config.synaptechnet_input_skip:
+        departures.append("the EEG handed to the output layer (input skip)")
+    if config.synaptechnet_ensemble > 1:
+        departures.append(f"the mean of {config.synaptechnet_ensemble} networks trained "
+                          "with consecutive seeds, each with its own validation subjects")
+    if config.weight_decay > 0:
+        departures.append(f"weight decay {config.weight_decay:g}")
+    if departures:
+        text += " Departures from the paper: " + "; ".join(departures) + "."
+    else:
+        text += " No departure from the paper's network."
+    return text
+
+
 def write_group_report(
     output_dir: Path, scores: pd.DataFrame, summary: pd.DataFrame, evoked: pd.DataFrame,
     curves: pd.DataFrame, examples: dict[str, np.ndarray], mag_names: list[str],
@@ -68,6 +99,8 @@ def write_group_report(
         + summary.to_html(index=False, float_format="%.3f"),
         title="Summary",
     )
+    if {"synaptechnet", "hybrid"} & set(config.translators):
+        report.add_html(f"<p>{network_text(config)}</p>", title="Synaptech-Net settings")
     report.add_figure(_scores_figure(scores), title="R² per held-out subject")
     # each subject's translatability (participant level) next to its scores (issue 6)
     from ..participant._07_translatability import group_table

@@ -812,11 +812,9 @@ class SynaptechNetTranslator(Translator):
             raise ValueError(f"model expects {self.n_eeg_} EEG channels, got {eeg.shape[1]}")
         bs = int(batch_size or max(self.batch_size, 64))
         out = self._predict_one(eeg, bs)
-        if self.members_:
-            total = out.astype(np.float64)
-            for member in self.members_:
-                total += member._predict_one(eeg, bs)
-            out = (total / (1 + len(self.members_))).astype(eeg.dtype)
+        for member in self.members_:
+            out += member._predict_one(eeg, bs)
+        out /= 1 + len(self.members_)
         return out
 
     def _predict_one(self, eeg: np.ndarray, batch_size: int) -> np.ndarray:

@@ -195,6 +195,17 @@ class Config:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for option in dataclasses.fields(self):
+            value = getattr(self, option.name)
+            # a TOML string "false" would otherwise count as true, and a
+            # string "3" would fail later with a traceback instead of a message
+            if option.type == "bool" and not isinstance(value, bool):
+                raise ConfigError(f"{option.name} must be true or false")
+            if option.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ConfigError(f"{option.name} must be an integer")
+            if option.type == "float" and (isinstance(value, bool)
+                                           or not isinstance(value, int | float)):
+                raise ConfigError(f"{option.name} must be a number")
         if not 0 <= self.l_freq < self.h_freq:
             raise ConfigError(
                 f"need 0 <= l_freq < h_freq, got l_freq={self.l_freq}, "
@@ -209,10 +220,6 @@ class Config:
             raise ConfigError("eeg_reference: only 'average' is supported")
         if not self.epochs_tmin < 0 < self.epochs_tmax:
             raise ConfigError("epochs must span the event: tmin < 0 < tmax")
-        for option in dataclasses.fields(self):
-            # a TOML string "false" would otherwise count as true
-            if option.type == "bool" and not isinstance(getattr(self, option.name), bool):
-                raise ConfigError(f"{option.name} must be true or false")
         if self.ica_icalabel not in ("auto", "always", "never"):
             raise ConfigError(
                 f"ica_icalabel must be 'auto', 'always' or 'never', got {self.ica_icalabel!r}")

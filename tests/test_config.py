@@ -34,10 +34,15 @@ def test_group_only_fields_exist():
     {"learning_rate": 0.0},
     {"max_epochs": 0},
     {"patience": 0},
+    {"synaptechnet_ensemble": 0},
+    {"synaptechnet_ensemble": "3"},
+    {"max_epochs": 40.5},
+    {"weight_decay": "1e-3"},
+    {"l_freq": "1"},
     {"translators": ("ridge", "unet")},
     {"translators": ()},
 ])
-def test_bad_group_options(options):
+def test_bad_options_are_config_errors(options):
     with pytest.raises(ConfigError):
         Config(**options)
 

@@ -660,26 +660,33 @@ class SynaptechNetTranslator(Translator):
         if self.n_ensemble == 1:
             return self
         histories = [{**row, "member": 0} for row in self.history_]
-        # members are plain networks (also inside the hybrid: they fit the
-        # same residual), each with its own seed
-        params = {k: getattr(self, k) for k in SynaptechNetTranslator._param_names()}
         for k in range(1, self.n_ensemble):
             if not self.completed_:
                 break
             if log is not None:
                 log(f"ensemble member {k + 1} of {self.n_ensemble} (seed {self.seed + k})")
-            member = SynaptechNetTranslator(**{**params, "seed": self.seed + k, "n_ensemble": 1})
+            member = self._member(k)
             member_dir = None
             if checkpoint_dir is not None:
                 member_dir = os.path.join(checkpoint_dir, f"member-{k}")
             member._fit_one(eeg, meg, groups, f"{fingerprint}:member-{k}" if fingerprint else "",
                             member_dir, stop_hook, log)
-            member.members_ = []
             self.members_.append(member)
             histories += [{**row, "member": k} for row in member.history_]
             self.completed_ = member.completed_
         self.history_ = histories
         return self
+
+    def _member(self, k: int) -> SynaptechNetTranslator:
+        """Ensemble member ``k``, unfitted: this network's settings with ``seed + k``.
+
+        A plain network even inside the hybrid (its members fit the same
+        residual as member 0).
+        """
+        params = {name: getattr(self, name) for name in SynaptechNetTranslator._param_names()}
+        member = SynaptechNetTranslator(**{**params, "seed": self.seed + k, "n_ensemble": 1})
+        member.members_ = []
+        return member
 
     def _fit_one(self, eeg: np.ndarray, meg: np.ndarray, groups: np.ndarray | None,
                  fingerprint: str, checkpoint_dir: str | None,
@@ -881,9 +888,8 @@ class SynaptechNetTranslator(Translator):
         self.train_subjects_ = list(fitted.get("train_subjects", []))
         self.val_subjects_ = list(fitted.get("val_subjects", []))
         self.members_ = []
-        params = {k: getattr(self, k) for k in SynaptechNetTranslator._param_names()}
         for k, member_fitted in enumerate(fitted.get("members", []), start=1):
-            member = SynaptechNetTranslator(**{**params, "seed": self.seed + k, "n_ensemble": 1})
+            member = self._member(k)
             prefix = f"member{k}."
             member._set_state(
                 {name[len(prefix):]: v for name, v in tensors.items() if name.startswith(prefix)},

@@ -5,6 +5,7 @@
                                            [--windows epochs|sliding] [--work DIR]
                                            [--norm instance|batch|none] [--input-skip]
                                            [--ensemble N] [--weight-decay WD]
+                                           [--translators physics ridge ...] [--forward]
 
 Simulates a ds000117-like dataset with the simulator's (calibrated) defaults,
 runs the app as a user would (``synaptech-bids ... participant`` with the
@@ -31,6 +32,7 @@ optimum: ridge -0.160, ensemble -0.168, paper's -0.046 on it).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -69,6 +71,12 @@ def main() -> None:
                         help="synaptechnet_ensemble (the paper's: 1)")
     parser.add_argument("--weight-decay", type=float, default=0.0,
                         help="weight_decay (the paper's: 0)")
+    parser.add_argument("--translators", nargs="+",
+                        default=["physics", "ridge", "synaptechnet", "hybrid"])
+    parser.add_argument("--forward", action="store_true",
+                        help="simulate each subject's forward solution on its cortex and "
+                        "give the group level forward_dir (the source-space translators' "
+                        "lead fields; exact here, so the best case)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, help="keep everything here (default: temporary)")
@@ -83,8 +91,9 @@ def main() -> None:
     config.write_text(
         "n_surrogates = 20\n"
         f"save_continuous = {'true' if args.windows == 'sliding' else 'false'}\n"
-        'translators = ["physics", "ridge", "synaptechnet", "hybrid"]\n'
-        f"synaptechnet_width = {args.width}\n"
+        f"translators = {json.dumps(args.translators)}\n"
+        + (f'forward_dir = "{bids / "derivatives" / "forward"}"\n' if args.forward else "")
+        + f"synaptechnet_width = {args.width}\n"
         f"max_epochs = {args.max_epochs}\n"
         f'synaptechnet_norm = "{args.norm}"\n'
         f"synaptechnet_input_skip = {'true' if args.input_skip else 'false'}\n"
@@ -97,7 +106,8 @@ def main() -> None:
     start = time.perf_counter()
     if not bids.exists():
         simulate_dataset(bids, n_subjects=args.subjects, n_runs=args.runs,
-                         duration=args.duration, seed=args.seed, sfreq=args.sfreq)
+                         duration=args.duration, seed=args.seed, sfreq=args.sfreq,
+                         save_forward=True)
     timings["simulate"] = time.perf_counter() - start
     for level in ("participant", "group"):
         start = time.perf_counter()
@@ -120,10 +130,15 @@ def main() -> None:
     print(per_subject.round(3).to_string())
     r2 = per_subject.mean()
     print()
-    for model in ("synaptechnet", "hybrid"):
+    for model in ("synaptechnet", "hybrid", "sourcespace", "adaptive"):
+        if model not in r2 or "ridge" not in r2:
+            continue
         verdict = "matches or beats" if r2[model] >= r2["ridge"] else "does NOT match"
         print(f"{model} {r2[model]:.3f} {verdict} ridge {r2['ridge']:.3f}")
-    print(f"physics baseline {r2['physics']:.3f}; training mean {r2['training-mean']:.3f}")
+    if "physics" in r2:
+        print(f"physics baseline {r2['physics']:.3f}")
+    print(f"training mean {r2['training-mean']:.3f}; lead fields: "
+          + ("forward solutions on the simulated cortex" if args.forward else "sphere model"))
     print(f"outputs: {out}")
 
 

@@ -145,6 +145,14 @@ class Config:
         variance, which averaging reduces; training time grows in proportion.
     weight_decay : float
         Adam's L2 penalty on Synaptech-Net's weights (0: off, the paper's).
+    forward_dir : str or None
+        Folder holding each subject's MNE forward solution
+        (``sub-<label>_*fwd.fif``, searched in sub-folders), e.g.
+        MNE-BIDS-Pipeline's derivatives, computed from FreeSurfer surfaces,
+        a BEM and the co-registration. ``physics``, ``sourcespace`` and
+        ``adaptive`` then use these lead fields, dipoles fixed along the
+        cortical normals. ``None`` (default): the app's own sphere model
+        and volume grid, which need no MRI but have no normals.
     """
 
     # preprocessing
@@ -192,6 +200,7 @@ class Config:
     patience: int = 5
     synaptechnet_ensemble: int = 1
     weight_decay: float = 0.0
+    forward_dir: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -252,6 +261,9 @@ class Config:
             raise ConfigError("learning_rate must be positive")
         if not self.weight_decay >= 0:
             raise ConfigError("weight_decay must be 0 (off) or positive")
+        if self.forward_dir is not None and not (isinstance(self.forward_dir, str)
+                                                 and self.forward_dir.strip()):
+            raise ConfigError("forward_dir must be a folder's path")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as plain JSON-serialisable values."""
@@ -278,6 +290,7 @@ GROUP_ONLY_FIELDS = frozenset({
     "synaptechnet_width", "synaptechnet_cwt_freqs", "synaptechnet_normalization",
     "synaptechnet_norm", "synaptechnet_input_skip", "synaptechnet_ensemble",
     "max_epochs", "batch_size", "learning_rate", "patience", "weight_decay",
+    "forward_dir",
 })
 
 

@@ -14,7 +14,8 @@ from synaptech_bids.translators import get_translator
 
 def test_group_only_options_do_not_change_participant_options():
     base = Config()
-    changed = Config(translators=("ridge",), max_epochs=3, synaptechnet_cwt_freqs=8)
+    changed = Config(translators=("ridge",), max_epochs=3, synaptechnet_cwt_freqs=8,
+                     forward_dir="/data/derivatives/mne-bids-pipeline")
     assert base.participant_dict() == changed.participant_dict()
     assert base.digest() != changed.digest()
     assert Config(l_freq=1.0).participant_dict() != base.participant_dict()
@@ -31,6 +32,8 @@ def test_group_only_fields_exist():
     {"synaptechnet_norm": "layer"},
     {"synaptechnet_input_skip": "yes"},
     {"weight_decay": -1e-3},
+    {"forward_dir": ""},
+    {"forward_dir": 3},
     {"learning_rate": 0.0},
     {"max_epochs": 0},
     {"patience": 0},

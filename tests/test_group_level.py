@@ -38,7 +38,7 @@ save_continuous = true
 def group_run(tmp_path_factory) -> tuple[Path, Path, Path]:
     base = tmp_path_factory.mktemp("group")
     bids = simulate_dataset(base / "bids", n_subjects=3, n_runs=1, duration=30.0, seed=3,
-                            sfreq=500.0)
+                            sfreq=500.0, save_forward=True)
     out = base / "derivatives"
     config = base / "config.toml"
     config.write_text(CONFIG)
@@ -123,6 +123,37 @@ def test_group_only_options_reuse_participant_outputs(group_run, tmp_path):
                                  "--participant-label", "01"])
     assert result.exit_code == 0, result.output
     assert log.stat().st_mtime_ns == stamp, "participant outputs were recomputed"
+
+
+def test_source_space_translators_read_the_subjects_forward_solutions(group_run, tmp_path):
+    """forward_dir: the lead fields come from each subject's forward file (one
+    the simulator wrote on its cortex), which the outputs and report name;
+    a folder without them is a one-line error."""
+    bids, out, config = group_run
+    other = tmp_path / "config.toml"
+    other.write_text(
+        config.read_text().replace('"physics", "ridge", "synaptechnet"', '"physics", "adaptive"')
+        + f'forward_dir = "{bids / "derivatives" / "forward"}"\n')
+    # one BLAS thread: SBL's small matrices slow down 20-fold when two
+    # threads share a core with the other test worker
+    command = [str(bids), str(out), "group", "--config", str(other), "--omp-nthreads", "1"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(out / "group" / "desc-translation_scores.tsv", sep="\t")
+    assert set(scores["model"]) == {"training-mean", "physics", "adaptive"}
+    assert np.isfinite(scores["r2"]).all()
+    sidecar = json.loads((out / "group" / "desc-translation_scores.json").read_text())
+    assert sidecar["LeadFields"] == {
+        s: f"sub-{s}_ses-meg_task-facerecognition_fwd.fif" for s in SUBJECTS}
+    assert "dipoles fixed along the cortical normals" in (out / "group.html").read_text()
+    empty = tmp_path / "no_forwards"
+    empty.mkdir()
+    other.write_text(other.read_text().replace(str(bids / "derivatives" / "forward"),
+                                               str(empty)))
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 66
+    assert "no forward solution for sub-01" in result.output
+    assert len(result.output.strip().splitlines()) == 1
 
 
 def test_pruned_channel_set_runs_end_to_end(group_run, tmp_path):

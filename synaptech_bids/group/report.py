@@ -82,10 +82,24 @@ def network_text(config: Config) -> str:
     return text
 
 
+def lead_field_text(config: Config, sources: dict[str, str]) -> str:
+    """Where the source-space translators' lead fields came from, per subject."""
+    if config.forward_dir is None:
+        return ("Lead fields (physics, sourcespace, adaptive): the app's own, a sphere "
+                "fitted to each subject's digitised head shape and a volume grid of free "
+                "dipoles; no MRI was used, and without cortical normals the source-space "
+                "translators are at their weakest (docs/translatability.md).")
+    files = "; ".join(f"sub-{s}: {name}" for s, name in sorted(sources.items()))
+    return ("Lead fields (physics, sourcespace, adaptive): each subject's forward "
+            f"solution from {config.forward_dir}, dipoles fixed along the cortical "
+            f"normals ({files}).")
+
+
 def write_group_report(
     output_dir: Path, scores: pd.DataFrame, summary: pd.DataFrame, evoked: pd.DataFrame,
     curves: pd.DataFrame, examples: dict[str, np.ndarray], mag_names: list[str],
     sfreq: float, config: Config, transfer: pd.DataFrame | None = None,
+    lead_fields: dict[str, str] | None = None,
 ) -> Path:
     """Write ``OUTPUT_DIR/group.html`` and return its path."""
     report = mne.Report(title="EEG → MEG translation on held-out subjects", verbose=False)
@@ -101,6 +115,8 @@ def write_group_report(
     )
     if {"synaptechnet", "hybrid"} & set(config.translators):
         report.add_html(f"<p>{network_text(config)}</p>", title="Synaptech-Net settings")
+    if lead_fields:
+        report.add_html(f"<p>{lead_field_text(config, lead_fields)}</p>", title="Lead fields")
     report.add_figure(_scores_figure(scores), title="R² per held-out subject")
     # each subject's translatability (participant level) next to its scores (issue 6)
     from ..participant._07_translatability import group_table

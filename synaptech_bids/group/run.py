@@ -127,16 +127,21 @@ def run_group_level(
                     ExitCode.BAD_DATA)
             data.append(SubjectArrays(deriv.subject, eeg, meg, conditions,
                                       pruned_eeg=pruned))
+    lead_field_sources = {}
     if {"physics", "sourcespace", "adaptive"} & set(config.translators):  # need lead fields
-        from ..translators.physics import lead_fields_from_info
+        from .lead_fields import subject_lead_fields
 
-        with step("lead fields (sphere model) per subject"):
+        how = ("forward solutions" if config.forward_dir is not None
+               else "sphere model")
+        with step(f"lead fields ({how}) per subject"):
             for deriv, subject_arrays in zip(derivatives, data):
-                lf = lead_fields_from_info(deriv.info, eeg_names, mag_names)
+                lf = subject_lead_fields(deriv.info, deriv.subject, eeg_names, mag_names,
+                                         config.forward_dir)
                 # The group level works in µV and fT: scale the gains alike.
                 lf["L_eeg"] = lf["L_eeg"] * EEG_SCALE
                 lf["L_meg"] = lf["L_meg"] * MEG_SCALE
                 subject_arrays.geometry = lf
+                lead_field_sources[deriv.subject] = lf["source"]
 
     with step("leave-subjects-out evaluation"):
         scores, evoked, histories, examples = evaluate(
@@ -173,6 +178,7 @@ def run_group_level(
                     if config.group_windows == "sliding" else
                     "the cleaned epochs around the events"),
         "Config": config.to_dict(),
+        **({"LeadFields": lead_field_sources} if lead_field_sources else {}),
         "Seed": seed,
         "Provenance": provenance(),
     })
@@ -214,7 +220,8 @@ def run_group_level(
     from .report import write_group_report
 
     report = write_group_report(output_dir, scores, summary, evoked, curves, examples,
-                                mag_names, sfreq, config, transfer=transfer)
+                                mag_names, sfreq, config, transfer=transfer,
+                                lead_fields=lead_field_sources)
     _say(f"group results: {group_dir}  report: {report}")
 
 

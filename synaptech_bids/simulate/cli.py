@@ -84,6 +84,12 @@ class _OneLineCommand(click.Command):
 @click.option("--no-artifacts", is_flag=True, help="No blinks, heartbeat or room field.")
 @click.option("--no-line-noise", is_flag=True, help="No power-line noise.")
 @click.option("--no-sensor-noise", is_flag=True, help="No sensor noise.")
+@click.option(
+    "--save-forward",
+    is_flag=True,
+    help="Also write each subject's MNE forward solution on its cortex to "
+    "OUT/derivatives/forward (for the group level's forward_dir).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Print progress.")
 @click.version_option(__version__, prog_name="synaptech-bids-simulate")
 def main(
@@ -99,6 +105,7 @@ def main(
     no_artifacts: bool,
     no_line_noise: bool,
     no_sensor_noise: bool,
+    save_forward: bool,
     verbose: bool,
 ) -> None:
     """Simulate simultaneous EEG + MEG of a face task as a BIDS dataset in OUT.
@@ -138,6 +145,7 @@ def main(
             artifacts=not no_artifacts,
             line_noise=not no_line_noise,
             sensor_noise=not no_sensor_noise,
+            save_forward=save_forward,
             verbose=verbose,
         )
     except (OSError, ValueError, RuntimeError) as err:

@@ -238,6 +238,22 @@ def _forward(
     return fwd["sol"]["data"]
 
 
+def cortex_forward(info: mne.Info, geom: SubjectGeometry, src: SourceSpace,
+                   mindist_mm: float = 2.0) -> mne.Forward:
+    """The MNE forward solution of the cortex alone (MEG and EEG), free orientations.
+
+    The same model as :func:`compute_gain` (sources with their normals, the
+    subject's sphere), kept as an :class:`mne.Forward` to be written out.
+    """
+    picks = _fwd_picks(info)
+    vsrc = mne.setup_volume_source_space(pos=dict(rr=src.rr, nn=src.nn), verbose=False)
+    sphere = mne.make_sphere_model(geom.sphere_origin, geom.sphere_radius, info, verbose=False)
+    return mne.make_forward_solution(
+        mne.pick_info(info, picks), mne.transforms.Transform("head", "mri"), vsrc, sphere,
+        mindist=mindist_mm, n_jobs=1, verbose=False,
+    )
+
+
 def compute_gain(
     info: mne.Info,
     geom: SubjectGeometry,

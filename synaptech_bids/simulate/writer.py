@@ -14,6 +14,9 @@ Layout::
         dataset_description.json  (DatasetType: derivative)
         sub-01/ses-meg/meg/sub-01_ses-meg_task-facerecognition_run-01_<desc>_<suffix>.npy|.tsv|.json
         sub-01/ses-meg/meg/sub-01_ses-meg_desc-cortex*_sources.npy
+      derivatives/forward/        (only with ``save_forward``)
+        dataset_description.json
+        sub-01/ses-meg/meg/sub-01_ses-meg_task-facerecognition_fwd.fif
 
 See ``docs/simulator.md`` for the files and units of the ground truth.
 """
@@ -62,6 +65,7 @@ _DEFAULTS: dict[str, Any] = {
     "sensor_noise": True,
     "style": "ds000117",
     "save_leadfield": True,
+    "save_forward": False,
     "chunk_s": 10.0,
     "verbose": False,
 }
@@ -131,7 +135,10 @@ def simulate_dataset(
         between runs; ``evoked``, ``ongoing`` (brain parts), ``artifacts``,
         ``line_noise``, ``sensor_noise`` (True) switch parts on/off;
         ``style`` (``"ds000117"`` or ``"mne-bids"``); ``save_leadfield``
-        (True) also store the lead field of each run; ``chunk_s`` (10)
+        (True) also store the lead field of each run; ``save_forward``
+        (False) write each subject's MNE forward solution on its cortex,
+        as an MRI-based pipeline would (see :func:`write_forward`);
+        ``chunk_s`` (10)
         synthesis chunk; ``verbose`` (False) print progress.
 
     Returns
@@ -224,6 +231,31 @@ def _bids_path(root: Path, label: str, run: int) -> mne_bids.BIDSPath:
     )
 
 
+_FORWARD_DERIV = ("derivatives", "forward")
+
+
+def write_forward(root: Path, info: mne.Info, geom: geometry.SubjectGeometry,
+                  src: sources.SourceSpace) -> Path:
+    """Write the subject's MNE forward solution on its cortex, for ``forward_dir``.
+
+    What an MRI-based pipeline (FreeSurfer surfaces, BEM, co-registration;
+    MNE-BIDS-Pipeline) gives a user, made from the simulator's own world:
+    its cortex (positions and normals), its sphere conductor, the first
+    run's head position. So it is the best case: exact anatomy and
+    conductor, where a real one carries segmentation, conductivity and
+    co-registration errors. Written to a temporary file, then renamed.
+    """
+    label = geom.label
+    folder = root.joinpath(*_FORWARD_DERIV, f"sub-{label}", f"ses-{SESSION}", "meg")
+    folder.mkdir(parents=True, exist_ok=True)
+    fwd = recording.cortex_forward(info, geom, src)
+    target = folder / f"sub-{label}_ses-{SESSION}_task-{TASK}_fwd.fif"
+    tmp = folder / f".tmp-{target.name}"  # keeps MNE's _fwd.fif ending
+    mne.write_forward_solution(tmp, fwd, overwrite=True, verbose=False)
+    tmp.replace(target)
+    return target
+
+
 def _truth_dir(root: Path, label: str) -> Path:
     return root.joinpath(*_DERIV, f"sub-{label}", f"ses-{SESSION}", "meg")
 
@@ -271,6 +303,8 @@ def _simulate_run(
     n_times = int(round(duration * sfreq))
     log(f"sub-{label} run-{run:02d}: forward model")
     gain, gain_art, picks = recording.compute_gain(info, geom, src, eeg_cache=eeg_cache)
+    if opts["save_forward"] and run == 1:
+        write_forward(root, info, geom, src)
     brain_mix = recording.brain_mixing_full(info, picks, comps, gain)
     art_mix = recording.artifact_mixing(info, picks, gain_art)
     events = recording.make_events(duration, sfreq, rng)
@@ -403,6 +437,13 @@ def _write_dataset_description(root: Path, seed: int) -> None:
         "SourceDatasets": [{"URL": "../../"}],
     }
     (deriv / "dataset_description.json").write_text(json.dumps(desc, indent=2) + "\n")
+    forward = root.joinpath(*_FORWARD_DERIV)
+    if forward.is_dir():
+        desc = {**desc, "Name": "Forward solutions on the simulated cortex",
+                "Description": "What an MRI-based pipeline would give (one MNE forward "
+                "per subject, first run's head position); exact here: the simulator's "
+                "own cortex and sphere conductor."}
+        (forward / "dataset_description.json").write_text(json.dumps(desc, indent=2) + "\n")
 
 
 _EVENTS_JSON = {

@@ -1,0 +1,91 @@
+"""Lead fields from a subject's forward solution (``forward_dir``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mne
+import numpy as np
+import pytest
+
+from synaptech_bids.errors import AppError, ExitCode
+from synaptech_bids.group.lead_fields import (
+    find_forward,
+    lead_fields_from_forward,
+    subject_lead_fields,
+    thin_sources,
+)
+from synaptech_bids.simulate import load_truth, simulate_dataset
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fwd") / "bids"
+    return simulate_dataset(root, n_subjects=1, n_runs=1, duration=5.0, sfreq=200.0,
+                            save_forward=True)
+
+
+def _channels(root: Path) -> tuple[mne.Info, list[str], list[str]]:
+    raw = mne.io.read_raw_fif(
+        root / "sub-01/ses-meg/meg/sub-01_ses-meg_task-facerecognition_run-01_meg.fif",
+        verbose=False)
+    types = raw.get_channel_types()
+    eeg = [n for n, t in zip(raw.ch_names, types) if t == "eeg" and n < "EEG061"]
+    mag = [n for n, t in zip(raw.ch_names, types) if t == "mag"]
+    return raw.info, eeg[::-1], mag  # any order: rows follow the names given
+
+
+def test_forward_gives_the_simulators_lead_fields_along_the_normals(simulated: Path) -> None:
+    info, eeg, mag = _channels(simulated)
+    lf = subject_lead_fields(info, "01", eeg, mag, simulated / "derivatives" / "forward")
+    truth = load_truth(simulated, 1, 1)
+    n_src = len(truth["source_positions"])
+    assert lf["L_eeg"].shape == (len(eeg), n_src) and lf["L_meg"].shape == (102, n_src)
+    assert lf["orientation"] == "fixed"
+    np.testing.assert_allclose(lf["src_pos"], truth["source_positions"], atol=1e-6)
+    free = np.asarray(truth["leadfield"]).reshape(-1, n_src, 3)
+    fixed = np.einsum("cso,so->cs", free, truth["source_normals"])
+    rows = {n: i for i, n in enumerate(truth["leadfield_ch_names"])}
+    for mine, names in ((lf["L_eeg"], eeg), (lf["L_meg"], mag)):
+        want = fixed[[rows[n] for n in names]]
+        assert np.abs(mine - want).max() < 1e-4 * np.abs(want).max()
+    # the sphere fitted to the digitised head shape, near the simulator's
+    assert np.linalg.norm(lf["sphere_origin"] - truth["meta"]["HeadSphere"]["origin_m"]) < 0.01
+
+
+def test_a_forward_without_a_channel_is_refused(simulated: Path) -> None:
+    path = find_forward(simulated / "derivatives" / "forward", "01")
+    with pytest.raises(AppError, match="lacks 1 channel") as err:
+        lead_fields_from_forward(path, ["EEG999"], [])
+    assert err.value.code == ExitCode.BAD_DATA
+
+
+@pytest.mark.filterwarnings("ignore:Invalid tag")
+def test_missing_forwards_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(AppError, match="is not a folder"):
+        find_forward(tmp_path / "nowhere", "01")
+    (tmp_path / "sub-02").mkdir()
+    (tmp_path / "sub-02" / "sub-02_task-x_fwd.fif").write_bytes(b"")
+    with pytest.raises(AppError, match="no forward solution for sub-01") as err:
+        find_forward(tmp_path, "01")
+    assert err.value.code == ExitCode.NO_INPUT
+    (tmp_path / "sub-01_task-b_fwd.fif").write_bytes(b"not a fif")
+    (tmp_path / "sub-01_task-a-fwd.fif").write_bytes(b"")
+    assert find_forward(tmp_path, "01").name == "sub-01_task-a-fwd.fif"
+    with pytest.raises(AppError, match="cannot read forward solution"):
+        lead_fields_from_forward(tmp_path / "sub-01_task-b_fwd.fif", ["EEG001"], [])
+
+
+def test_thin_sources_spreads_a_dense_surface() -> None:
+    rng = np.random.default_rng(0)
+    pos = rng.standard_normal((9000, 3))
+    pos = 0.07 * pos / np.linalg.norm(pos, axis=1, keepdims=True)  # a 7-cm sphere
+    keep = thin_sources(pos, 2000)
+    assert 1000 < len(keep) <= 2000
+    assert np.array_equal(keep, np.unique(keep)) and np.array_equal(keep, thin_sources(pos, 2000))
+    # evenly spread: every source lies near a kept one
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(pos[keep]).query(pos)
+    assert dist.max() < 0.01  # within a cell's diagonal (~9 mm here)
+    assert np.array_equal(thin_sources(pos[:50], 2000), np.arange(50))

@@ -32,7 +32,10 @@ sphere model, volume grid in head coordinates, free dipoles), not the
 simulator's cortex: like real data, the model's source space is not the
 truth's. ``--oracle`` gives them the simulator's own cortex and forward
 model instead, to separate what the head model costs from what the
-differences between brains cost.
+differences between brains cost; the group level gets the same lead fields
+from ``forward_dir`` and the forward solutions that ``simulate_dataset(...,
+save_forward=True)`` writes (``bench_translators.py --forward`` runs that
+end to end).
 
     python benchmarks/bench_transfer.py                    # 4 subjects, 4 spreads (~30 min)
     python benchmarks/bench_transfer.py --spreads 0 10 --subjects 4
@@ -141,7 +144,9 @@ def main() -> None:
                         help="also Synaptech-Net and the hybrid (width 0.125, 15 epochs; slow)")
     parser.add_argument("--oracle", action="store_true",
                         help="give the translators the simulator's own cortex and forward "
-                        "model instead of the app's sphere-model volume grid")
+                        "model instead of the app's sphere-model volume grid (what the "
+                        "group level's forward_dir gives them from the forward solutions "
+                        "the simulator writes with save_forward)")
     args = parser.parse_args()
     summary = {}
     for spread in args.spreads:

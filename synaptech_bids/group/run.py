@@ -133,6 +133,10 @@ def run_group_level(
 
         how = ("forward solutions" if config.forward_dir is not None
                else "sphere model")
+        if config.forward_dir is None and {"sourcespace", "adaptive"} & set(config.translators):
+            logger.warning("sourcespace and adaptive without forward_dir use a volume grid "
+                           "without cortical normals, with which they predicted nothing on "
+                           "simulated data (docs/translatability.md)")
         with step(f"lead fields ({how}) per subject"):
             for deriv, subject_arrays in zip(derivatives, data):
                 lf = subject_lead_fields(deriv.info, deriv.subject, eeg_names, mag_names,

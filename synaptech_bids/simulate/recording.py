@@ -206,7 +206,7 @@ def artifact_dipoles(geom: SubjectGeometry) -> tuple[np.ndarray, np.ndarray]:
     return rr, nn / np.linalg.norm(nn, axis=1, keepdims=True)
 
 
-def _forward(
+def _make_forward(
     info: mne.Info,
     geom: SubjectGeometry,
     rr: np.ndarray,
@@ -214,7 +214,7 @@ def _forward(
     meg: bool,
     eeg: bool,
     mindist_mm: float,
-) -> np.ndarray:
+) -> mne.Forward:
     # Head and "MRI" frames coincide: the source space is defined in head
     # coordinates, so the transform is the identity.
     vsrc = mne.setup_volume_source_space(pos=dict(rr=rr, nn=nn), verbose=False)
@@ -235,7 +235,12 @@ def _forward(
             f"forward model dropped {len(rr) - fwd['nsource']} sources outside the "
             "inner skull; the cortex template does not fit this head"
         )
-    return fwd["sol"]["data"]
+    return fwd
+
+
+def _forward(info: mne.Info, geom: SubjectGeometry, rr: np.ndarray, nn: np.ndarray,
+             meg: bool, eeg: bool, mindist_mm: float) -> np.ndarray:
+    return _make_forward(info, geom, rr, nn, meg, eeg, mindist_mm)["sol"]["data"]
 
 
 def cortex_forward(info: mne.Info, geom: SubjectGeometry, src: SourceSpace,
@@ -245,13 +250,8 @@ def cortex_forward(info: mne.Info, geom: SubjectGeometry, src: SourceSpace,
     The same model as :func:`compute_gain` (sources with their normals, the
     subject's sphere), kept as an :class:`mne.Forward` to be written out.
     """
-    picks = _fwd_picks(info)
-    vsrc = mne.setup_volume_source_space(pos=dict(rr=src.rr, nn=src.nn), verbose=False)
-    sphere = mne.make_sphere_model(geom.sphere_origin, geom.sphere_radius, info, verbose=False)
-    return mne.make_forward_solution(
-        mne.pick_info(info, picks), mne.transforms.Transform("head", "mri"), vsrc, sphere,
-        mindist=mindist_mm, n_jobs=1, verbose=False,
-    )
+    return _make_forward(mne.pick_info(info, _fwd_picks(info)), geom, src.rr, src.nn,
+                         True, True, mindist_mm)
 
 
 def compute_gain(

@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--duration", type=float, default=120.0, help="seconds per run")
     parser.add_argument("--sfreq", type=float, default=500.0, help="simulated rate, Hz")
+    parser.add_argument("--spread-mm", type=float, default=5.0,
+                        help="between-subject spread of the simulated brains (default 5)")
     parser.add_argument("--width", type=float, default=0.25, help="synaptechnet_width")
     parser.add_argument("--max-epochs", type=int, default=40)
     parser.add_argument("--windows", choices=("epochs", "sliding"), default="epochs")
@@ -111,7 +113,7 @@ def main() -> None:
     if not bids.exists():
         simulate_dataset(bids, n_subjects=args.subjects, n_runs=args.runs,
                          duration=args.duration, seed=args.seed, sfreq=args.sfreq,
-                         save_forward=True)
+                         spread_mm=args.spread_mm, save_forward=True)
     timings["simulate"] = time.perf_counter() - start
     for level in ("participant", "group"):
         start = time.perf_counter()
@@ -123,7 +125,8 @@ def main() -> None:
     scores = pd.read_csv(out / "group" / "desc-translation_scores.tsv", sep="\t",
                          dtype={"subject": str})
     took = ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
-    print(f"\n{args.subjects} subjects x {args.runs} runs x {args.duration:g} s "
+    print(f"\n{args.subjects} subjects x {args.runs} runs x {args.duration:g} s, spread "
+          f"{args.spread_mm:g} mm "
           f"({args.windows}), synaptechnet width {args.width:g}, "
           f"max {args.max_epochs} epochs, norm {args.norm}, input skip "
           f"{'on' if args.input_skip else 'off'}, ensemble {args.ensemble}, weight decay "

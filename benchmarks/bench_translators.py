@@ -113,6 +113,7 @@ def main() -> None:
     if not bids.exists():
         simulate_dataset(bids, n_subjects=args.subjects, n_runs=args.runs,
                          duration=args.duration, seed=args.seed, sfreq=args.sfreq,
+                         # always: a later --forward run on the same --work finds them
                          spread_mm=args.spread_mm, save_forward=True)
     timings["simulate"] = time.perf_counter() - start
     for level in ("participant", "group"):

@@ -127,7 +127,6 @@ def run_group_level(
                     ExitCode.BAD_DATA)
             data.append(SubjectArrays(deriv.subject, eeg, meg, conditions,
                                       pruned_eeg=pruned))
-    lead_field_sources = {}
     if {"physics", "sourcespace", "adaptive"} & set(config.translators):  # need lead fields
         from .lead_fields import subject_lead_fields
 
@@ -145,7 +144,6 @@ def run_group_level(
                 lf["L_eeg"] = lf["L_eeg"] * EEG_SCALE
                 lf["L_meg"] = lf["L_meg"] * MEG_SCALE
                 subject_arrays.geometry = lf
-                lead_field_sources[deriv.subject] = lf["source"]
 
     with step("leave-subjects-out evaluation"):
         scores, evoked, histories, examples = evaluate(
@@ -168,6 +166,8 @@ def run_group_level(
         scores["noise_ceiling_r2"] = [ceiling[s].get(ch, np.nan)
                                       for s, ch in zip(scores["subject"], scores["meg_channel"])]
     summary = summarise(scores)
+    # which file (or the sphere model) gave each subject's lead fields
+    lead_field_sources = {d.subject: d.geometry["source"] for d in data if d.geometry}
     group_dir = Path(output_dir) / "group"
     write_tsv(group_dir / "desc-translation_scores.tsv", scores)
     write_json(group_dir / "desc-translation_scores.json", {

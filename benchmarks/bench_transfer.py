@@ -70,15 +70,37 @@ SFREQ = 250.0
 
 
 def make_subjects(spread_mm: float, n_subjects: int, seed: int, n_windows: int,
-                  n_times: int, grid_mm: float, oracle: bool = False) -> list[dict]:
+                  n_times: int, grid_mm: float, oracle: bool = False,
+                  spectra: bool = True) -> list[dict]:
     """See :func:`synaptech_bids.simulate.arrays.simulate_subject_arrays`."""
     from synaptech_bids.simulate.arrays import simulate_subject_arrays
 
     return simulate_subject_arrays(spread_mm, n_subjects, seed, n_windows, n_times,
-                                   grid_mm=grid_mm, sfreq=SFREQ, oracle=oracle)
+                                   grid_mm=grid_mm, sfreq=SFREQ, oracle=oracle,
+                                   spectra=spectra)
 
 
-def transfer_scores(subjects: list[dict], networks: bool = False) -> dict:
+def shared_truth_map(truth: dict) -> np.ndarray:
+    """Reference: the Wiener map of a model that knows this subject's brain
+    except where its background patches lie.
+
+    Source covariance: the subject's true shared components (networks and
+    shared patches, after the spread) plus the background's *expected*
+    covariance (its patches spread evenly over the cortex), with the true
+    sensor noise; map (n_meg, n_eeg) of average-referenced EEG.
+    """
+    from synaptech_bids.translators.physics import average_reference
+
+    shared = np.array([k != "background" for k in truth["kinds"]])
+    a_e, a_m = truth["a_eeg"][:, shared], truth["a_meg"][:, shared]
+    p = average_reference(len(a_e))
+    gram = p @ (a_e @ a_e.T + truth["bg_eeg"] + truth["var_eeg"] * np.eye(len(a_e))) @ p
+    cross = (a_m @ a_e.T + truth["bg_meg"]) @ p
+    return np.linalg.lstsq(gram, cross.T, rcond=1e-10)[0].T @ p
+
+
+def transfer_scores(subjects: list[dict], networks: bool = False,
+                    only: list[str] | None = None) -> dict:
     """Leave-one-subject-out share of the within-subject optimum per translator."""
     from synaptech_bids.group.metrics import within_subject_optimum
     from synaptech_bids.translators import (
@@ -87,6 +109,7 @@ def transfer_scores(subjects: list[dict], networks: bool = False) -> dict:
         PhysicsTranslator,
         RidgeTranslator,
         SourceSpaceTranslator,
+        SpectralTranslator,
         SynaptechNetTranslator,
         r2_per_channel,
     )
@@ -99,14 +122,16 @@ def transfer_scores(subjects: list[dict], networks: bool = False) -> dict:
         "adaptive-learned": lambda: AdaptiveTranslator(prior="learned"),
         "subject-sbl": lambda: AdaptiveTranslator(prior="none"),
         "subject-sbl-points": lambda: AdaptiveTranslator(prior="none", patch_mm=0.0),
+        "spectral": lambda: SpectralTranslator(SFREQ),
     }
     if networks:  # the group level's CPU test size: width 0.125, at most 15 epochs
         net = {"width": 0.125, "max_epochs": 15, "device": "cpu"}
         models["synaptechnet"] = lambda: SynaptechNetTranslator(**net)
         models["hybrid"] = lambda: HybridTranslator(ridge_lags=(0,), **net)
-    shares: dict = {k: [] for k in models}
+    models = {k: v for k, v in models.items() if only is None or k in only}
+    shares: dict = {k: [] for k in [*models, "shared-truth"]}
     shares["optimum_r2"], shares["population_optimum_r2"] = [], []
-    r2s: dict[str, list[float]] = {k: [] for k in models}
+    r2s: dict[str, list[float]] = {k: [] for k in shares}
     for k, test in enumerate(subjects):
         train = [s for j, s in enumerate(subjects) if j != k]
         eeg = np.concatenate([s["eeg"] for s in train])
@@ -116,6 +141,10 @@ def transfer_scores(subjects: list[dict], networks: bool = False) -> dict:
         optimum = float(np.mean(within_subject_optimum(test["eeg"], test["meg"])))
         shares["optimum_r2"].append(optimum)
         shares["population_optimum_r2"].append(float(np.mean(test["optimum_r2"])))
+        truth_pred = np.einsum("me,wet->wmt", shared_truth_map(test["truth"]), test["eeg"])
+        r2 = float(np.mean(r2_per_channel(test["meg"], truth_pred)))
+        shares["shared-truth"].append(r2 / optimum)
+        r2s["shared-truth"].append(r2)
         for name, make in models.items():
             t0 = time.perf_counter()
             model = make().fit(eeg, meg, groups, geometry=geometry)
@@ -129,7 +158,7 @@ def transfer_scores(subjects: list[dict], networks: bool = False) -> dict:
                   + (f", seed {model.seed_}" if hasattr(model, "seed_") else ""), flush=True)
     shares["population"] = {  # share of the population optimum, from the truth
         name: [r / p for r, p in zip(r2s[name], shares["population_optimum_r2"])]
-        for name in models}
+        for name in r2s}
     return shares
 
 
@@ -137,7 +166,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spreads", type=float, nargs="+", default=[0.0, 5.0, 10.0, 20.0])
     parser.add_argument("--subjects", type=int, default=4)
-    parser.add_argument("--windows", type=int, default=12, help="2 s windows per subject")
+    parser.add_argument("--windows", type=int, default=60,
+                        help="2 s windows per subject (60: two minutes, as the app's runs)")
     parser.add_argument("--grid-mm", type=float, default=15.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--networks", action="store_true",
@@ -147,14 +177,19 @@ def main() -> None:
                         "model instead of the app's sphere-model volume grid (what the "
                         "group level's forward_dir gives them from the forward solutions "
                         "the simulator writes with save_forward)")
+    parser.add_argument("--white", action="store_true",
+                        help="white Gaussian time courses (the covariance only) instead of "
+                        "the recordings' spectra (1/f, alpha, mu/beta, theta)")
+    parser.add_argument("--translators", nargs="+", default=None,
+                        help="only these translators (default: all)")
     args = parser.parse_args()
     summary = {}
     for spread in args.spreads:
         t0 = time.perf_counter()
         print(f"spread {spread:g} mm: simulating {args.subjects} subjects", flush=True)
         subjects = make_subjects(spread, args.subjects, args.seed, args.windows,
-                                 int(2 * SFREQ), args.grid_mm, args.oracle)
-        summary[spread] = transfer_scores(subjects, args.networks)
+                                 int(2 * SFREQ), args.grid_mm, args.oracle, not args.white)
+        summary[spread] = transfer_scores(subjects, args.networks, args.translators)
         print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     print("\nshare of the held-out subject's within-subject optimum, mean [min, max] "
           "over held-out subjects")

@@ -25,7 +25,11 @@ class ConfigError(ValueError):
 
 #: Names of the registered translators (``synaptech_bids.translators.TRANSLATORS``,
 #: which imports torch; a test keeps the two equal).
-TRANSLATOR_NAMES = ("physics", "ridge", "synaptechnet", "hybrid", "sourcespace", "adaptive")
+TRANSLATOR_NAMES = ("physics", "ridge", "synaptechnet", "hybrid", "sourcespace", "adaptive",
+                    "spectral")
+#: Translators that need each subject's lead fields; all but ``physics`` need
+#: a cortical source space (``forward_dir``) to predict anything.
+LEAD_FIELD_TRANSLATORS = ("physics", "sourcespace", "adaptive", "spectral")
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ class Config:
     translators : tuple of str
         Translators trained and scored at group level (registered names:
         ``physics``, ``ridge``, ``synaptechnet``, ``hybrid``, ``sourcespace``,
-        ``adaptive``).
+        ``adaptive``, ``spectral``).
     group_eeg : str
         Which EEG the translators read: ``"ica"`` (ICA-cleaned, default) or
         ``"clean"`` (filtered only, blinks kept). The MEG target is

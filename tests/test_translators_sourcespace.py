@@ -302,7 +302,7 @@ def test_poisoned_held_out_meg_changes_no_prediction():
     train, test = world(6, n_train=2, n_w=6)
     subjects = [SubjectArrays(f"{i + 1:02d}", eeg, meg, np.array(["a"] * len(eeg)), lf)
                 for i, (lf, eeg, meg) in enumerate([*train, test])]
-    config = Config(translators=("sourcespace", "adaptive"), n_folds=3)
+    config = Config(translators=("sourcespace", "adaptive", "spectral"), n_folds=3)
 
     def predictions(data):
         return {(p.model, p.fold, p.subject): p.prediction.copy()

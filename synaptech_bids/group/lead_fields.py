@@ -1,6 +1,7 @@
 """Each subject's lead fields, for the translators that work through sources.
 
-``physics``, ``sourcespace`` and ``adaptive`` map EEG to MEG through the
+``physics``, ``sourcespace``, ``adaptive`` and ``spectral`` map EEG to MEG through
+the
 held-out subject's own lead fields. Two sources for them:
 
 * by default the app builds them itself (:func:`.translators.lead_fields_from_info`):

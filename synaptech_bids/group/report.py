@@ -85,12 +85,12 @@ def network_text(config: Config) -> str:
 def lead_field_text(config: Config, sources: dict[str, str]) -> str:
     """Where the source-space translators' lead fields came from, per subject."""
     if config.forward_dir is None:
-        return ("Lead fields (physics, sourcespace, adaptive): the app's own, a sphere "
+        return ("Lead fields (physics, sourcespace, adaptive, spectral): the app's own, a sphere "
                 "fitted to each subject's digitised head shape and a volume grid of free "
                 "dipoles; no MRI was used, and without cortical normals the source-space "
                 "translators are at their weakest (docs/translatability.md).")
     files = "; ".join(f"sub-{s}: {name}" for s, name in sorted(sources.items()))
-    return ("Lead fields (physics, sourcespace, adaptive): each subject's forward "
+    return ("Lead fields (physics, sourcespace, adaptive, spectral): each subject's forward "
             f"solution from {config.forward_dir}, dipoles fixed along the cortical "
             f"normals ({files}).")
 

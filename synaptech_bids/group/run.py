@@ -22,7 +22,7 @@ from .. import distributed
 from .._version import __version__
 from ..bids_io.atomic import write_json, write_tsv
 from ..bids_io.derivatives import provenance, write_dataset_description
-from ..config import Config
+from ..config import LEAD_FIELD_TRANSLATORS, Config
 from ..errors import AppError, ExitCode
 from ..progress import _say, step
 from ..translators import get_translator
@@ -127,13 +127,15 @@ def run_group_level(
                     ExitCode.BAD_DATA)
             data.append(SubjectArrays(deriv.subject, eeg, meg, conditions,
                                       pruned_eeg=pruned))
-    if {"physics", "sourcespace", "adaptive"} & set(config.translators):  # need lead fields
+    if set(LEAD_FIELD_TRANSLATORS) & set(config.translators):
         from .lead_fields import subject_lead_fields
 
         how = ("forward solutions" if config.forward_dir is not None
                else "sphere model")
-        if config.forward_dir is None and {"sourcespace", "adaptive"} & set(config.translators):
-            logger.warning("sourcespace and adaptive without forward_dir use a volume grid "
+        if config.forward_dir is None and (set(LEAD_FIELD_TRANSLATORS[1:])
+                                           & set(config.translators)):
+            logger.warning("sourcespace, adaptive and spectral without forward_dir use a "
+                           "volume grid "
                            "without cortical normals, with which they predicted nothing on "
                            "simulated data (docs/translatability.md)")
         with step(f"lead fields ({how}) per subject"):

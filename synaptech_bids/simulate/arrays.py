@@ -30,6 +30,7 @@ def simulate_subject_arrays(
     grid_mm: float = 15.0,
     sfreq: float = 250.0,
     oracle: bool = False,
+    spectra: bool = False,
 ) -> list[dict]:
     """EEG and magnetometer windows of simulated subjects, with lead fields.
 
@@ -65,12 +66,24 @@ def simulate_subject_arrays(
         instantaneous linear map from this subject's EEG, from the
         simulator's true covariance (no estimation noise, unlike
         :func:`synaptech_bids.group.metrics.within_subject_optimum` on the
-        windows).
+        windows), and ``truth``: the components' sensor topographies
+        scaled by their RMS amplitudes (``a_eeg`` (n_eeg, n_comp) in uV,
+        ``a_meg`` (102, n_comp) in fT), their ``kinds``, the white noise
+        variances ``var_eeg``, ``var_meg``, and ``bg_eeg``, ``bg_meg``:
+        the background's *expected* covariance seen by the sensors
+        (``L K K^T L^T`` scaled to its power, ``K`` Gaussian patches of the
+        background's width centred on every cortical source; rows EEG
+        (n_eeg, n_eeg) and MEG (102, n_eeg)), what a model that knew the
+        simulator but not where this subject's background patches lie
+        would assume.
     """
     import mne
 
     from ..translators import lead_fields_from_info
     from . import geometry, recording, sources
+    from .writer import _DEFAULTS
+
+    background_mm = float(_DEFAULTS["background_sigma_mm"])
 
     mag_noise = 3e-15 * np.sqrt(sfreq / 2)
 
@@ -83,7 +96,7 @@ def simulate_subject_arrays(
         src = sources.subject_source_space(geom.sphere_origin, geom.sphere_radius, 6.0)
         comps = sources.make_components(
             src, geom.sphere_origin, geom.sphere_radius, shared_rng=seq(0),
-            subject_rng=seq(2, s), spread_mm=spread_mm,
+            subject_rng=seq(2, s), spread_mm=spread_mm, background_sigma_mm=background_mm,
         )
         comps = [c for c in comps if c.kind != "evoked"]
         info = geometry.make_info(geom, geom.dev_head_t, sfreq)
@@ -97,15 +110,27 @@ def simulate_subject_arrays(
         rows_e = [names.index(n) for n in eegs]
         amp = np.array([c.amplitude for c in comps])
         rng = seq(3, s)
-        z = rng.standard_normal((n_windows, len(comps), n_times)) * amp[None, :, None]  # nAm
+        if spectra:
+            run = sources.ContinuousSignals(comps, sfreq, rng).next(n_windows * n_times)
+            z = run.astype(float).reshape(len(comps), n_windows, n_times).transpose(1, 0, 2)
+        else:
+            z = rng.standard_normal((n_windows, len(comps), n_times)) * amp[None, :, None]  # nAm
         eeg = np.einsum("ck,wkt->wct", mix[rows_e], z)
         meg = np.einsum("ck,wkt->wct", mix[rows_m], z)
         eeg += EEG_NOISE * rng.standard_normal(eeg.shape)
         meg += mag_noise * rng.standard_normal(meg.shape)
         optimum = _population_optimum(mix[rows_e] * amp, mix[rows_m] * amp,
                                       EEG_NOISE**2, mag_noise**2)
+        normal = np.einsum("cso,so->cs", gain.reshape(len(gain), -1, 3), src.nn) * 1e-9
+        background = [c for c in comps if c.kind == "background"]
+        truth = {"a_eeg": mix[rows_e] * amp * EEG_SCALE, "a_meg": mix[rows_m] * amp * MEG_SCALE,
+                 "kinds": [c.kind for c in comps], "var_eeg": (EEG_NOISE * EEG_SCALE) ** 2,
+                 "var_meg": (mag_noise * MEG_SCALE) ** 2}
+        if background:
+            truth["bg_eeg"], truth["bg_meg"] = _expected_background(
+                normal[rows_e] * EEG_SCALE, normal[rows_m] * MEG_SCALE, src.rr,
+                background_mm, sum(c.amplitude**2 for c in background))
         if oracle:
-            normal = np.einsum("cso,so->cs", gain.reshape(len(gain), -1, 3), src.nn) * 1e-9
             lf = {"L_eeg": normal[rows_e], "L_meg": normal[rows_m], "src_pos": src.rr,
                   "sphere_origin": geom.sphere_origin}
         else:
@@ -114,8 +139,24 @@ def simulate_subject_arrays(
         lf["L_eeg"] = lf["L_eeg"] * EEG_SCALE
         lf["L_meg"] = lf["L_meg"] * MEG_SCALE
         out.append({"label": f"{s:02d}", "eeg": eeg * EEG_SCALE, "meg": meg * MEG_SCALE,
-                    "lf": lf, "optimum_r2": optimum})
+                    "lf": lf, "optimum_r2": optimum, "truth": truth})
     return out
+
+
+def _expected_background(l_eeg: np.ndarray, l_meg: np.ndarray, pos: np.ndarray,
+                         sigma_mm: float, power: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sensor covariance of background patches placed uniformly over the cortex.
+
+    The background is ``n`` Gaussian patches at random sources; averaged
+    over where they land, its source covariance is ``power / n_src K K^T``
+    with ``K`` the patches centred on every source.
+    """
+    from ..translators.adaptive import patch_basis
+
+    basis = patch_basis(pos, sigma_mm)
+    ke, km = l_eeg @ basis, l_meg @ basis
+    scale = power / basis.shape[1]
+    return scale * ke @ ke.T, scale * km @ ke.T
 
 
 def _population_optimum(a_eeg: np.ndarray, a_meg: np.ndarray, var_eeg: float,

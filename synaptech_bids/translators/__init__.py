@@ -20,6 +20,7 @@ from .hybrid import HybridTranslator
 from .physics import PhysicsTranslator, lead_fields_from_info, wiener_map
 from .ridge import RidgeTranslator
 from .sourcespace import SourceSpaceTranslator
+from .spectral import SpectralTranslator
 from .synaptechnet import SynaptechNet, SynaptechNetTranslator
 
 #: name -> class; ``Translator.load`` resolves saved models through this
@@ -32,6 +33,7 @@ TRANSLATORS: dict[str, type[Translator]] = {
         SynaptechNetTranslator,
         SourceSpaceTranslator,
         AdaptiveTranslator,
+        SpectralTranslator,
         HybridTranslator,
     )
 }
@@ -67,6 +69,7 @@ __all__ = [
     "PhysicsTranslator",
     "RidgeTranslator",
     "SourceSpaceTranslator",
+    "SpectralTranslator",
     "SynaptechNet",
     "SynaptechNetTranslator",
     "Translator",

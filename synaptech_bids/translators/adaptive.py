@@ -109,36 +109,94 @@ def sbl_source_cov(
     sigma : ndarray, shape (n_e, n_e)
         The model EEG covariance ``L C L^T + noise`` at the solution.
     """
+    n = l_eeg.shape[0]
+    noise = lam * float(np.trace(s_ee)) / n
+    grams = [] if prior_gram is None else [prior_gram]
+    gamma, h, sigma = fit_covariance_components(
+        l_eeg, s_ee, noise, n_ori, grams, gamma0, [h0] * len(grams), n_iter, tol)
+    return gamma, float(h[0]) if len(h) else 0.0, sigma
+
+
+def fit_covariance_components(
+    l_eeg: np.ndarray,
+    s_ee: np.ndarray,
+    noise: float,
+    n_ori: int = 1,
+    grams: Sequence[np.ndarray] = (),
+    gamma0: np.ndarray | None = None,
+    h0: Sequence[float] | None = None,
+    n_iter: int = 100,
+    tol: float = 1e-6,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weights of covariance components that best explain ``s_ee`` (Champagne).
+
+    The model is ``Sigma = L diag(gamma) L^T + sum_k h_k B_k + noise I``: one
+    variance ``gamma`` per source (or per ``n_ori`` columns) and one weight
+    ``h_k`` per fixed sensor-space component ``B_k``; all weights follow the
+    convex-bounding fixed point in the module docstring.
+
+    Parameters
+    ----------
+    l_eeg : ndarray, shape (n_e, n_src)
+        Referenced EEG gain; ``n_src`` may be 0 (components only).
+    s_ee : ndarray, shape (n_e, n_e)
+        EEG covariance to explain.
+    noise : float
+        Sensor noise variance per channel (absolute, fixed).
+    n_ori : int
+        Consecutive columns sharing one variance.
+    grams : sequence of ndarray, each (n_e, n_e)
+        Fixed components ``B_k``.
+    gamma0 : ndarray, optional
+        Starting variances; default flat, explaining the power above noise.
+    h0 : sequence of float, optional
+        Starting weights of ``grams``; default 1/2 each.
+    n_iter, tol
+        Most iterations; stop when no weight changes by more than ``tol``
+        (relative).
+
+    Returns
+    -------
+    gamma : ndarray, shape (n_src // n_ori,)
+    h : ndarray, shape (len(grams),)
+    sigma : ndarray, shape (n_e, n_e)
+        ``Sigma`` at the solution.
+    """
     n, n_src = l_eeg.shape
     n_loc = n_src // n_ori
-    noise = lam * float(np.trace(s_ee)) / n * np.eye(n)
+    eye = noise * np.eye(n)
     col_power = (l_eeg**2).sum(0).reshape(n_loc, n_ori).sum(1)
     if gamma0 is None:
-        excess = max(float(np.trace(s_ee) - np.trace(noise)), 1e-12 * float(np.trace(s_ee)))
-        gamma0 = np.full(n_loc, excess / col_power.sum())
+        excess = max(float(np.trace(s_ee)) - n * noise, 1e-12 * float(np.trace(s_ee)))
+        gamma0 = np.full(n_loc, excess / max(float(col_power.sum()), 1e-300))
     gamma = np.asarray(gamma0, float).copy()
-    if prior_gram is None:
-        h0, prior_gram = 0.0, np.zeros((n, n))
+    h = np.full(len(grams), 0.5) if h0 is None else np.asarray(h0, float).copy()
+
+    def model() -> np.ndarray:
+        sigma = (l_eeg * np.repeat(gamma, n_ori)) @ l_eeg.T + eye
+        for hk, b in zip(h, grams):
+            sigma = sigma + hk * b
+        return (sigma + sigma.T) / 2
+
     for _ in range(n_iter):
-        sigma = (l_eeg * np.repeat(gamma, n_ori)) @ l_eeg.T + h0 * prior_gram + noise
-        c = linalg.cho_factor((sigma + sigma.T) / 2)
+        c = linalg.cho_factor(model())
         sl = linalg.cho_solve(c, l_eeg)  # Sigma^-1 L
         num = ((s_ee @ sl) * sl).sum(0).reshape(n_loc, n_ori).sum(1)
         den = (l_eeg * sl).sum(0).reshape(n_loc, n_ori).sum(1)
         ratio = np.sqrt(np.maximum(num, 0) / np.maximum(den, 1e-300))
-        gamma_new = gamma * ratio
-        h_ratio = 1.0
-        if h0 > 0:
+        change = float(np.max(np.abs(ratio - 1), initial=0.0))
+        if len(grams):
             x = linalg.cho_solve(c, s_ee)  # Sigma^-1 S
-            y = linalg.cho_solve(c, prior_gram)  # Sigma^-1 B
-            h_ratio = np.sqrt(max(float((x * y.T).sum()), 0.0) / max(float(np.trace(y)), 1e-300))
-            h0 *= h_ratio
-        change = max(float(np.max(np.abs(ratio - 1), initial=0.0)), abs(h_ratio - 1))
-        gamma = gamma_new
+            for k, b in enumerate(grams):
+                y = linalg.cho_solve(c, b)  # Sigma^-1 B
+                h_ratio = np.sqrt(max(float((x * y.T).sum()), 0.0)
+                                  / max(float(np.trace(y)), 1e-300))
+                h[k] *= h_ratio
+                change = max(change, abs(h_ratio - 1))
+        gamma = gamma * ratio
         if change < tol:
             break
-    sigma = (l_eeg * np.repeat(gamma, n_ori)) @ l_eeg.T + h0 * prior_gram + noise
-    return gamma, float(h0), sigma
+    return gamma, h, model()
 
 
 def patch_basis(pos: np.ndarray, sigma_mm: float) -> np.ndarray:

@@ -475,6 +475,10 @@ class SourceSpaceTranslator(Translator):
     def _choose(self, candidate: Any) -> None:
         self.lambda_ = float(candidate)
 
+    def _subject_stats(self, head: Head, eeg: np.ndarray, meg: np.ndarray) -> dict:
+        """What the inner folds need of one training subject: its second moments."""
+        return _stats(head, eeg, meg)
+
     def _score(self, prior: SourcePrior | None, head: Head, st: Mapping,
                candidates: Sequence[Any]) -> np.ndarray:
         """Mean R² of one held-out training subject for each candidate."""
@@ -510,7 +514,7 @@ class SourceSpaceTranslator(Translator):
         for _, idx, lf in parts:
             h = Head(lf)
             h.check(eeg.shape[1], meg.shape[1])
-            st = _stats(h, eeg[idx], meg[idx])
+            st = self._subject_stats(h, eeg[idx], meg[idx])
             heads.append(h)
             stats.append(st)
             covs.append(_joint_cov(h, eeg[idx], meg[idx]))

@@ -4,11 +4,13 @@ For each between-subject spread of the simulator's brains (0, 5, 10, 20 mm)
 it builds subjects exactly as ``simulate_dataset`` does (sphere head,
 canonical Neuromag-306, mgh70 cap, head positions differing by ~3.5 mm, the
 folded-cortex source model with its networks, shared patches and
-subject-specific background, spread by ``spread_mm``), but draws their
-ongoing activity as independent Gaussian time courses of each component at
-its RMS amplitude (the instantaneous covariance is what a spatial map sees;
-evoked components, artefacts and line noise are left out) plus white sensor
-noise at the simulator's levels (mags 3 fT/sqrt(Hz), EEG 2.5 uV). Then
+subject-specific background, spread by ``spread_mm``), draws their ongoing
+activity with the recordings' own generators (1/f background and patches,
+alpha, mu/beta and theta networks; ``--white``: independent white Gaussian
+time courses of the same variance, what a spatial map alone sees; evoked
+components, artefacts and line noise are left out either way) plus white
+sensor noise at the simulator's levels (mags 3 fT/sqrt(Hz), EEG 2.5 uV),
+60 two-second windows per subject (two minutes, as the app's runs). Then
 leave-one-subject-out, every translator is fitted on the other subjects and
 scored on the held-out one, as a share of that subject's within-subject
 optimum (``group.metrics.within_subject_optimum``, cross-validated in time):
@@ -22,7 +24,13 @@ optimum (``group.metrics.within_subject_optimum``, cross-validated in time):
 - ``subject-sbl``: SBL over 10-mm patches on the subject's EEG from a flat
   prior, no training data in its prior (reference);
 - ``subject-sbl-points``: the same over single locations (as in issue 6's
-  measurement).
+  measurement);
+- ``spectral``: the adaptive source model re-weighted per frequency band
+  (a filter; uses time);
+- ``shared-truth`` (reference, not a translator): the Wiener map of a model
+  that knows the held-out subject's shared networks and patches exactly
+  (after the spread) and its background only as its expected covariance,
+  i.e. everything but where this subject's background patches lie;
 - with ``--networks``: ``synaptechnet`` and ``hybrid`` (ridge plus the
   network on its residual) at the group level's CPU test size (width 0.125,
   at most 15 epochs).
@@ -37,12 +45,21 @@ from ``forward_dir`` and the forward solutions that ``simulate_dataset(...,
 save_forward=True)`` writes (``bench_translators.py --forward`` runs that
 end to end).
 
-    python benchmarks/bench_transfer.py                    # 4 subjects, 4 spreads (~30 min)
-    python benchmarks/bench_transfer.py --spreads 0 10 --subjects 4
+    python benchmarks/bench_transfer.py --oracle           # 4 subjects, 4 spreads
+    python benchmarks/bench_transfer.py --oracle --spreads 0 10 --translators ridge spectral
 
-Measured (seed 0, share of the estimated optimum, mean over 4 held-out
-subjects; spreads 0/5/10/20 mm; optimum R² 0.18/0.25/0.32/0.39, population
-optimum 0.20/0.27/0.34/0.40). With ``--oracle``: ridge 46/4/-1/-9 %,
+Measured with the recordings' spectra (seed 0, 60 windows, ``--oracle
+--translators ridge sourcespace adaptive subject-sbl spectral``, ~11 min per
+spread on one core; share of the estimated optimum, mean over 4 held-out
+subjects, spreads 0/5/10/20 mm, optimum R² 0.18/0.25/0.31/0.38): ridge
+50/7/-2/-9 %, sourcespace 53/26/4/1 %, adaptive 79/59/42/27 %, subject-sbl
+70/59/42/27 %, spectral 96/72/51/32 % (above adaptive on all 16 held-out
+subjects), shared-truth 76/83/87/92 %.
+
+Measured with ``--white --windows 12`` (before ``spectral``; seed 0, share of
+the estimated optimum, mean over 4 held-out subjects; spreads 0/5/10/20 mm;
+optimum R² 0.18/0.25/0.32/0.39, population optimum 0.20/0.27/0.34/0.40).
+With ``--oracle``: ridge 46/4/-1/-9 %,
 sourcespace 48/22/4/0 %, adaptive 73/55/39/26 % (the learned seed kept at
 0 mm, dropped at every other spread), adaptive-learned 73/51/20/7 %,
 subject-sbl (10-mm patches) 66/55/39/26 %, subject-sbl-points
@@ -51,7 +68,7 @@ subject-sbl (10-mm patches) 66/55/39/26 %, subject-sbl-points
 46/4/-1 %, sourcespace -1/5/3 %, every SBL variant 0 % (its inner CV picks
 the largest penalty: the map shrinks to predicting zero). The subject's own
 EEG carries what transfers, but only with a cortical source space; issue
-6's goals (90 % at 5 mm, 60 % at 10 mm) are not met. See
+6's goals (90 % at 5 mm, 60 % at 10 mm) are not met, with time either. See
 docs/translatability.md.
 """
 

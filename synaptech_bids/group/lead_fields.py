@@ -1,8 +1,7 @@
 """Each subject's lead fields, for the translators that work through sources.
 
-``physics``, ``sourcespace``, ``adaptive`` and ``spectral`` map EEG to MEG through
-the
-held-out subject's own lead fields. Two sources for them:
+``physics``, ``sourcespace``, ``adaptive`` and ``spectral`` map EEG to MEG
+through the held-out subject's own lead fields. Two sources for them:
 
 * by default the app builds them itself (:func:`.translators.lead_fields_from_info`):
   a sphere fitted to the digitised head shape and a volume grid of free

@@ -118,3 +118,5 @@ def test_registry_and_bad_parameters():
         SpectralTranslator(100.0, band_edges=(0.0, 8.0, 60.0))
     with pytest.raises(ValueError, match="sfreq"):
         SpectralTranslator(0.0)
+    with pytest.raises(ValueError, match="band_noise"):
+        SpectralTranslator(250.0, band_noise="pink")

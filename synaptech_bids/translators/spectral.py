@@ -32,8 +32,9 @@ Model
    broadband noise level times the band's share of the frequency bins,
    which is right for white sensor noise only: on the simulator's
    recordings after the participant level (1/f electrode noise, filters)
-   the white level lost to a learned one (held-out R² 0.000 against 0.034
-   at 10 mm).
+   the white level lost to a learned one (held-out R² at 10 mm 0.000
+   against 0.019, and 0.033 with a floor of 1/1000, which collapsed on
+   one subject of the arrays benchmark).
    The band's map is ``W_b = (sum_k h_bk L_m C_k L_e^T) Sigma_b^-1``.
 3. Prediction: each window's referenced EEG is split into bands, ``W_b``
    applied to band ``b`` and the bands summed (a linear, time-invariant
@@ -48,8 +49,10 @@ their MEG, as :mod:`.adaptive` does.
 Measured on the simulator with its own time courses and cortex
 (``benchmarks/bench_transfer.py --oracle``, 4 subjects, leave-one-out):
 96 / 72 / 51 / 32 % of the held-out subject's within-subject optimum at a
-between-subject spread of 0 / 5 / 10 / 20 mm, against 79 / 59 / 42 / 27 %
-for the instantaneous :mod:`.adaptive` map (see docs/translatability.md).
+between-subject spread of 0 / 5 / 10 / 20 mm with ``band_noise="white"``
+(default: 70 / 49 % at 5 / 10 mm), against 79 / 59 / 42 / 27 % for the
+instantaneous :mod:`.adaptive` map. End to end in the app the gain does not
+carry over (see docs/translatability.md).
 """
 
 from __future__ import annotations

@@ -199,6 +199,16 @@ def fit_covariance_components(
     return gamma, h, model()
 
 
+def seed_variances(prior: SourcePrior, head: Head) -> np.ndarray:
+    """SBL's start from a learned prior: half its variance per location.
+
+    ``diag(C)`` of the prior on the head's sources, averaged over orientations.
+    """
+    v = np.where(head.cols[:, None] >= 0, prior.v[np.clip(head.cols, 0, None)], 0.0)
+    var = ((v @ (prior.a - prior.b * np.eye(len(prior.a)))) * v).sum(1) + prior.b
+    return 0.5 * var.reshape(-1, head.n_ori).mean(1)
+
+
 def patch_basis(pos: np.ndarray, sigma_mm: float) -> np.ndarray:
     """Gaussian patches of cortex centred on every source location.
 
@@ -294,22 +304,23 @@ class AdaptiveTranslator(SourceSpaceTranslator):
             return None  # the subject-only reference uses no training data in its prior
         return super()._learn(heads, stats, covs)
 
+    def patch_gains(self, head: Head) -> tuple[np.ndarray, np.ndarray]:
+        """EEG and MEG gains of the patches (of the sources with ``patch_mm=0``)."""
+        if self.patch_mm > 0 and head.pos is not None:
+            basis = patch_basis(head.pos, self.patch_mm)
+            return (_in_patches(head.l_eeg, basis, head.n_ori),
+                    _in_patches(head.l_meg, basis, head.n_ori))
+        return head.l_eeg, head.l_meg
+
     def adapted_map(
         self, prior: SourcePrior | None, head: Head, s_ee: np.ndarray, lam: float
     ) -> np.ndarray:
         """Wiener map (n_meg, n_e') of referenced EEG after SBL on ``s_ee``."""
+        l_eeg, l_meg = self.patch_gains(head)
         prior_gram = cross = gamma0 = None
         if prior is not None:
-            prior_gram, cross, f_eeg = prior.terms(head)
-            # Prior variance per location: diag(C), averaged over orientations.
-            v = np.where(head.cols[:, None] >= 0, prior.v[np.clip(head.cols, 0, None)], 0.0)
-            var = ((v @ (prior.a - prior.b * np.eye(len(prior.a)))) * v).sum(1) + prior.b
-            gamma0 = 0.5 * var.reshape(-1, head.n_ori).mean(1)
-        l_eeg, l_meg = head.l_eeg, head.l_meg
-        if self.patch_mm > 0 and head.pos is not None:
-            basis = patch_basis(head.pos, self.patch_mm)
-            l_eeg = _in_patches(l_eeg, basis, head.n_ori)
-            l_meg = _in_patches(l_meg, basis, head.n_ori)
+            prior_gram, cross, _ = prior.terms(head)
+            gamma0 = seed_variances(prior, head)
         gamma, h0, sigma = sbl_source_cov(
             l_eeg, s_ee, lam, head.n_ori, prior_gram, gamma0, n_iter=self.n_iter_sbl
         )

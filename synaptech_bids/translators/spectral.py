@@ -62,7 +62,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import linalg
 
-from .adaptive import AdaptiveTranslator, _in_patches, fit_covariance_components, patch_basis
+from .adaptive import AdaptiveTranslator, fit_covariance_components, seed_variances
 from .base import check_eeg
 from .sourcespace import DEFAULT_LAMBDAS, Head, SourcePrior
 
@@ -222,20 +222,14 @@ class SpectralTranslator(AdaptiveTranslator):
         noise : float
             Broadband sensor noise variance per EEG channel.
         """
-        l_eeg, l_meg = head.l_eeg, head.l_meg
-        if self.patch_mm > 0 and head.pos is not None:
-            basis = patch_basis(head.pos, self.patch_mm)
-            l_eeg = _in_patches(l_eeg, basis, head.n_ori)
-            l_meg = _in_patches(l_meg, basis, head.n_ori)
+        l_eeg, l_meg = self.patch_gains(head)
         grams, crosses = [l_eeg @ l_eeg.T], [l_meg @ l_eeg.T]  # smooth background
         gamma0 = None
         if prior is not None:
             gram, cross, _ = prior.terms(head)
             grams.append(gram)
             crosses.append(cross)
-            v = np.where(head.cols[:, None] >= 0, prior.v[np.clip(head.cols, 0, None)], 0.0)
-            var = ((v @ (prior.a - prior.b * np.eye(len(prior.a)))) * v).sum(1) + prior.b
-            gamma0 = 0.5 * var.reshape(-1, head.n_ori).mean(1)
+            gamma0 = seed_variances(prior, head)
         # Start each fixed component at half the power it would explain alone.
         noise = lam * float(np.trace(s_ee)) / len(s_ee)
         excess = max(float(np.trace(s_ee)) - len(s_ee) * noise, 1e-12 * float(np.trace(s_ee)))
@@ -261,18 +255,15 @@ class SpectralTranslator(AdaptiveTranslator):
         empty = np.zeros((n, 0))
         for band in bands:
             white = noise * band["frac"]
-            h0 = [band["frac"]] * len(grams)
+            components, h0 = grams, [band["frac"]] * len(grams)
             if self.band_noise == "learned":
                 # Noise above the white level is one more weight. The white
                 # level stays the floor: without one, a band's noise can
                 # collapse and its map amplify (measured: R² -0.20 on one
                 # held-out subject with a floor of 1/1000).
-                _, h, sigma = fit_covariance_components(
-                    empty, band["ee"], white, 1, [*grams, np.eye(n)], None,
-                    [*h0, white], self.n_iter_sbl)
-            else:
-                _, h, sigma = fit_covariance_components(
-                    empty, band["ee"], white, 1, grams, None, h0, self.n_iter_sbl)
+                components, h0 = [*grams, np.eye(n)], [*h0, white]
+            _, h, sigma = fit_covariance_components(
+                empty, band["ee"], white, 1, components, None, h0, self.n_iter_sbl)
             cross = sum(hk * c for hk, c in zip(h, crosses))
             maps.append(linalg.solve(sigma, cross.T, assume_a="pos").T)
         return maps

@@ -12,6 +12,7 @@ from synaptech_bids.errors import AppError, ExitCode
 from synaptech_bids.group.lead_fields import (
     find_forward,
     lead_fields_from_forward,
+    projection_of_runs,
     subject_lead_fields,
     thin_sources,
 )
@@ -89,3 +90,42 @@ def test_thin_sources_spreads_a_dense_surface() -> None:
     dist, _ = cKDTree(pos[keep]).query(pos)
     assert dist.max() < 0.01  # within a cell's diagonal (~9 mm here)
     assert np.array_equal(thin_sources(pos[:50], 2000), np.arange(50))
+
+
+# --------------------------------------------------------------------------
+# SSP projectors: gains and scores in the subspace the data were left in
+
+
+def _info_with_projector(names: list[str], vector: np.ndarray, desc: str) -> mne.Info:
+    info = mne.create_info(names, 250.0, "mag")
+    proj = mne.Projection(data={"nrow": 1, "ncol": len(names), "row_names": None,
+                                "col_names": list(names), "data": vector[None]},
+                          desc=desc, kind=1, active=False, explained_var=None)
+    raw = mne.io.RawArray(np.zeros((len(names), 10)), info, verbose=False)
+    raw.add_proj([proj]).apply_proj(verbose=False)  # active, as in the derivatives
+    return raw.info
+
+
+def test_projection_of_runs_is_mnes_projection_averaged_over_runs() -> None:
+    rng = np.random.default_rng(0)
+    names = [f"MEG{k:04d}" for k in range(1, 9)]
+    u1, u2 = rng.standard_normal(8), rng.standard_normal(8)
+    runs = [_info_with_projector(names, u1, "EOG-1"), _info_with_projector(names, u2, "EOG-2")]
+    data = rng.standard_normal((8, 50))
+    projected = []
+    for info in runs:  # what MNE does to the data
+        raw = mne.io.RawArray(data, mne.create_info(names, 250.0, "mag"), verbose=False)
+        raw.add_proj([p for p in info["projs"]])
+        projected.append(raw.apply_proj(verbose=False).get_data())
+    order = names[::-1]  # rows follow the names given
+    rows = [names.index(n) for n in order]
+    one, used = projection_of_runs(runs[:1], order)
+    assert used == ["EOG-1"]
+    np.testing.assert_allclose(one @ data[rows], projected[0][rows], atol=1e-10)
+    np.testing.assert_allclose(one @ one, one, atol=1e-10)  # a projection
+    both, used = projection_of_runs(runs, order)
+    assert used == ["EOG-1", "EOG-2"]
+    np.testing.assert_allclose(both @ data[rows], np.mean(projected, 0)[rows], atol=1e-10)
+    # no projector on these channels: nothing to do
+    assert projection_of_runs([mne.create_info(names, 250.0, "mag")], names) == (None, [])
+    assert projection_of_runs(runs, ["EEG001"]) == (None, [])

@@ -130,3 +130,20 @@ def test_pruned_channels_come_from_training_subjects_only():
     np.testing.assert_array_equal(after[("ridge", victim.subject)][1], pred)
     # where the victim trains, its (poisoned) set is used
     assert after[("ridge", "01")][0] == N_EEG
+
+
+def test_predictions_are_scored_in_the_subspace_the_meg_was_left_in():
+    """A held-out subject's SSP projection is applied to every prediction."""
+    config = _config(translators=("physics", "ridge"))
+    data = _world()
+    u = np.random.default_rng(5).standard_normal(N_MEG)
+    u /= np.linalg.norm(u)
+    projection = np.eye(N_MEG) - np.outer(u, u)
+    data[0].meg_projection = projection
+    data[0].meg = np.einsum("mn,wnt->wmt", projection, data[0].meg).astype(np.float32)
+    plain = _predictions(_world(), config)
+    for key, pred in _predictions(data, config).items():
+        if key[2] == "01":
+            assert np.abs(np.einsum("m,wmt->wt", u, pred)).max() < 1e-4, key
+            np.testing.assert_allclose(
+                pred, np.einsum("mn,wnt->wmt", projection, plain[key]), rtol=1e-4, atol=1e-4)

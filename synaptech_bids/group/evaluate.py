@@ -48,6 +48,8 @@ class SubjectArrays:
     conditions: np.ndarray  # (n_windows,)
     geometry: dict | None = None  # lead fields, for geometry-aware translators
     pruned_eeg: frozenset[str] | None = None  # EEG in its pruned pairs (uses its MEG)
+    # (n_mag, n_mag): the SSP projection the MEG went through (lead_fields.projection_of_runs)
+    meg_projection: np.ndarray | None = None
 
 
 def fold_eeg_channels(train: list[SubjectArrays], eeg_names: list[str],
@@ -264,6 +266,10 @@ def held_out_predictions(
                     pred = np.broadcast_to(mean, held_out.eeg.shape[:1] + meg.shape[1:])
                 else:
                     pred = translator.predict(held_out.eeg, geometry=held_out.geometry)
+                if held_out.meg_projection is not None:
+                    # The held-out MEG lacks the field patterns its SSP projectors
+                    # removed: every prediction is scored in the same subspace.
+                    pred = np.einsum("mn,wnt->wmt", held_out.meg_projection, pred)
                 yield HeldOutPrediction(name, k, subject, np.asarray(pred), translator,
                                         held_out.eeg.shape[1])
 

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import mne
 import numpy as np
 import pandas as pd
 
@@ -45,6 +46,7 @@ from .gather import (
     gather,
     pruned_eeg_channels,
 )
+from .lead_fields import projection_of_runs, subject_lead_fields
 
 logger = logging.getLogger(__name__)
 
@@ -125,11 +127,13 @@ def run_group_level(
                     "within-subject optimum splits them in time): check its "
                     "desc-preproc_log.json, or leave it out with --participant-label",
                     ExitCode.BAD_DATA)
+            # Active SSP projectors (the participant level's EOG ones) left the
+            # MEG without some field patterns: predictions are scored in the
+            # same subspace (evaluate.held_out_predictions).
+            meg_projection, _ = projection_of_runs(_run_infos(deriv), mag_names)
             data.append(SubjectArrays(deriv.subject, eeg, meg, conditions,
-                                      pruned_eeg=pruned))
+                                      pruned_eeg=pruned, meg_projection=meg_projection))
     if set(LEAD_FIELD_TRANSLATORS) & set(config.translators):
-        from .lead_fields import subject_lead_fields
-
         how = ("forward solutions" if config.forward_dir is not None
                else "sphere model")
         if config.forward_dir is None and (set(LEAD_FIELD_TRANSLATORS[1:])
@@ -142,6 +146,15 @@ def run_group_level(
             for deriv, subject_arrays in zip(derivatives, data):
                 lf = subject_lead_fields(deriv.info, deriv.subject, eeg_names, mag_names,
                                          config.forward_dir)
+                # Gains projected as the data were (MNE does so for its inverses).
+                projectors = []
+                for key, names in (("L_eeg", eeg_names), ("L_meg", mag_names)):
+                    projection, used = projection_of_runs(_run_infos(deriv), names)
+                    if projection is not None:
+                        lf[key] = projection @ lf[key]
+                        projectors += used
+                if projectors:
+                    lf["source"] += f"; projected as the data ({', '.join(projectors)})"
                 # The group level works in µV and fT: scale the gains alike.
                 lf["L_eeg"] = lf["L_eeg"] * EEG_SCALE
                 lf["L_meg"] = lf["L_meg"] * MEG_SCALE
@@ -243,6 +256,11 @@ TRANSFER_COLUMNS = {
     "share_of_optimum": {"Description": "r2 / optimum_r2 (empty where the optimum is not "
                          "positive)"},
 }
+
+
+def _run_infos(deriv: Any) -> list:
+    """The measurement info of each of a subject's runs (header only)."""
+    return [mne.io.read_info(path, verbose=False) for path in deriv.files]
 
 
 def _transfer(derivatives: list, mag_names: list[str], scores: pd.DataFrame) -> pd.DataFrame:

@@ -141,6 +141,8 @@ def transfer_scores(subjects: list[dict], networks: bool = False,
         "subject-sbl": lambda: AdaptiveTranslator(prior="none"),
         "subject-sbl-points": lambda: AdaptiveTranslator(prior="none", patch_mm=0.0),
         "spectral": lambda: SpectralTranslator(SFREQ),
+        "spectral-white": lambda: SpectralTranslator(SFREQ, band_noise="white"),
+        "spectral-sources": lambda: SpectralTranslator(SFREQ, band_sources=True),
     }
     if networks:  # the group level's CPU test size: width 0.125, at most 15 epochs
         net = {"width": 0.125, "max_epochs": 15, "device": "cpu"}

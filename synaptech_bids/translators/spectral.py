@@ -58,6 +58,7 @@ carry over (see docs/translatability.md).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from scipy import linalg
@@ -70,6 +71,30 @@ from .sourcespace import DEFAULT_LAMBDAS, Head, SourcePrior
 #: bands, delta and gamma split where the 1/f spectrum and the white sensor
 #: noise cross over.
 DEFAULT_BAND_EDGES: tuple[float, ...] = (0.0, 2.0, 4.0, 8.0, 13.0, 20.0, 30.0, 45.0, 70.0)
+#: With ``band_sources``, the patches whose broadband SBL variance exceeds
+#: this share of the largest keep a variance per band.
+ACTIVE = 1e-3
+
+
+class SpatialModel(NamedTuple):
+    """The spatial step's components, which the spectral step re-weights per band.
+
+    ``grams`` (each (n_e', n_e')) and ``crosses`` (each (n_meg, n_e')) are
+    the fixed components' EEG grams ``L_e C_k L_e^T`` and MEG cross terms
+    ``L_m C_k L_e^T`` at their broadband weights; ``noise`` the broadband
+    sensor noise variance per EEG channel; ``l_eeg`` (n_e', n_kept * n_ori),
+    ``l_meg`` (n_meg, n_kept * n_ori) and ``gamma`` (n_kept,) the gains and
+    broadband variances of the patches that keep a variance of their own
+    per band (none unless ``band_sources``).
+    """
+
+    grams: list[np.ndarray]
+    crosses: list[np.ndarray]
+    noise: float
+    l_eeg: np.ndarray
+    l_meg: np.ndarray
+    gamma: np.ndarray
+    n_ori: int
 
 
 def band_masks(n_times: int, sfreq: float, edges: Sequence[float]) -> np.ndarray:
@@ -167,6 +192,7 @@ class SpectralTranslator(AdaptiveTranslator):
         sfreq: float,
         band_edges: Sequence[float] | None = None,
         band_noise: str = "learned",
+        band_sources: bool = False,
         prior: str = "cv",
         n_iter_sbl: int = 100,
         patch_mm: float = 10.0,
@@ -203,6 +229,7 @@ class SpectralTranslator(AdaptiveTranslator):
         if band_noise not in ("white", "learned"):
             raise ValueError("band_noise must be 'white' or 'learned'")
         self.band_noise = band_noise
+        self.band_sources = bool(band_sources)
         self.sfreq = float(sfreq)
         self.band_edges = None if band_edges is None else edges
         self._edges = edges
@@ -210,18 +237,8 @@ class SpectralTranslator(AdaptiveTranslator):
     # ------------------------------------------------------------ the model
     def components(
         self, prior: SourcePrior | None, head: Head, s_ee: np.ndarray, lam: float
-    ) -> tuple[list[np.ndarray], list[np.ndarray], float]:
-        """Spatial step: the components' EEG grams and MEG cross terms, and the noise.
-
-        Returns
-        -------
-        grams : list of ndarray, each (n_e', n_e')
-            ``L_e C_k L_e^T`` scaled by the broadband weight of component ``k``.
-        crosses : list of ndarray, each (n_meg, n_e')
-            ``L_m C_k L_e^T``, same scale.
-        noise : float
-            Broadband sensor noise variance per EEG channel.
-        """
+    ) -> SpatialModel:
+        """Spatial step: SBL on the broadband EEG covariance ``s_ee`` (see module)."""
         l_eeg, l_meg = self.patch_gains(head)
         grams, crosses = [l_eeg @ l_eeg.T], [l_meg @ l_eeg.T]  # smooth background
         gamma0 = None
@@ -237,34 +254,39 @@ class SpectralTranslator(AdaptiveTranslator):
         gamma, h, _ = fit_covariance_components(
             l_eeg, s_ee, noise, head.n_ori, grams, gamma0, h0, self.n_iter_sbl
         )
+        grams = [hk * b for hk, b in zip(h, grams)]
+        crosses = [hk * c for hk, c in zip(h, crosses)]
+        if self.band_sources:
+            # The patches SBL kept keep a variance each, re-learned per band;
+            # the ones it pruned stay pruned (cheap, and no band can revive
+            # a patch that the broadband EEG found no evidence for).
+            kept = gamma > ACTIVE * gamma.max(initial=0.0)
+            cols = np.repeat(kept, head.n_ori)
+            return SpatialModel(grams, crosses, noise, l_eeg[:, cols], l_meg[:, cols],
+                                gamma[kept], head.n_ori)
         g = np.repeat(gamma, head.n_ori)
-        out_g = [(l_eeg * g) @ l_eeg.T] + [hk * b for hk, b in zip(h, grams)]
-        out_c = [(l_meg * g) @ l_eeg.T] + [hk * c for hk, c in zip(h, crosses)]
-        return out_g, out_c, noise
+        grams.insert(0, (l_eeg * g) @ l_eeg.T)
+        crosses.insert(0, (l_meg * g) @ l_eeg.T)
+        return SpatialModel(grams, crosses, noise, l_eeg[:, :0], l_meg[:, :0], gamma[:0], 1)
 
-    def band_maps(
-        self,
-        grams: list[np.ndarray],
-        crosses: list[np.ndarray],
-        noise: float,
-        bands: Sequence[Mapping],
-    ) -> list[np.ndarray]:
+    def band_maps(self, model: SpatialModel, bands: Sequence[Mapping]) -> list[np.ndarray]:
         """Spectral step: one Wiener map (n_meg, n_e') per band."""
         maps = []
-        n = len(grams[0])
-        empty = np.zeros((n, 0))
+        n = len(model.grams[0])
         for band in bands:
-            white = noise * band["frac"]
-            components, h0 = grams, [band["frac"]] * len(grams)
+            white = model.noise * band["frac"]
+            components, h0 = model.grams, [band["frac"]] * len(model.grams)
             if self.band_noise == "learned":
                 # Noise above the white level is one more weight. The white
                 # level stays the floor: without one, a band's noise can
                 # collapse and its map amplify (measured: R² -0.20 on one
                 # held-out subject with a floor of 1/1000).
-                components, h0 = [*grams, np.eye(n)], [*h0, white]
-            _, h, sigma = fit_covariance_components(
-                empty, band["ee"], white, 1, components, None, h0, self.n_iter_sbl)
-            cross = sum(hk * c for hk, c in zip(h, crosses))
+                components, h0 = [*model.grams, np.eye(n)], [*h0, white]
+            gamma, h, sigma = fit_covariance_components(
+                model.l_eeg, band["ee"], white, model.n_ori, components,
+                model.gamma * band["frac"], h0, self.n_iter_sbl)
+            cross = sum(hk * c for hk, c in zip(h, model.crosses))
+            cross = cross + (model.l_meg * np.repeat(gamma, model.n_ori)) @ model.l_eeg.T
             maps.append(linalg.solve(sigma, cross.T, assume_a="pos").T)
         return maps
 
@@ -284,11 +306,9 @@ class SpectralTranslator(AdaptiveTranslator):
         total = sum(b["mm_diag"] for b in bands)
         scores = []
         for lam, seed in candidates:
-            grams, crosses, noise = self.components(
-                prior if seed == "learned" else None, head, st["ee"], lam
-            )
+            model = self.components(prior if seed == "learned" else None, head, st["ee"], lam)
             sse = 0.0
-            for w, b in zip(self.band_maps(grams, crosses, noise, bands), bands):
+            for w, b in zip(self.band_maps(model, bands), bands):
                 sse = sse + b["mm_diag"] - 2 * (w * b["me"]).sum(1) + ((w @ b["ee"]) * w).sum(1)
             with np.errstate(divide="ignore", invalid="ignore"):
                 scores.append(np.nanmean(np.where(total > 0, 1 - sse / total, np.nan)))
@@ -319,10 +339,10 @@ class SpectralTranslator(AdaptiveTranslator):
         for idx, h in self._heads_for(eeg, geometry):
             x = _centred(h, eeg[idx])
             prior = self.prior_ if self.seed_ == "learned" else None
-            grams, crosses, noise = self.components(prior, h, h.eeg_cov(eeg[idx]), self.lambda_)
-            maps = self.band_maps(grams, crosses, noise, band_second_moments(x, None, masks))
+            model = self.components(prior, h, h.eeg_cov(eeg[idx]), self.lambda_)
+            maps = self.band_maps(model, band_second_moments(x, None, masks))
             fx = np.fft.rfft(x, axis=-1)
-            fy = np.zeros((len(x), len(crosses[0]), fx.shape[-1]), complex)
+            fy = np.zeros((len(x), len(maps[0]), fx.shape[-1]), complex)
             for w, mask in zip(maps, masks):
                 fy[..., mask] = np.einsum("me,wef->wmf", w, fx[..., mask])
             if out is None:

@@ -26,7 +26,9 @@ optimum (``group.metrics.within_subject_optimum``, cross-validated in time):
 - ``subject-sbl-points``: the same over single locations (as in issue 6's
   measurement);
 - ``spectral``: the adaptive source model re-weighted per frequency band
-  (a filter; uses time);
+  (a filter; uses time); ``spectral-white`` with white noise per band,
+  ``spectral-sources`` with a variance per kept patch and band
+  (``band_sources=True``);
 - ``shared-truth`` (reference, not a translator): the Wiener map of a model
   that knows the held-out subject's shared networks and patches exactly
   (after the spread) and its background only as its expected covariance,
@@ -55,7 +57,10 @@ subjects, spreads 0/5/10/20 mm, optimum R² 0.18/0.25/0.31/0.38): ridge
 50/7/-2/-9 %, sourcespace 53/26/4/1 %, adaptive 79/59/42/27 %, subject-sbl
 70/59/42/27 %, spectral 96/72/51/32 % with ``band_noise="white"`` (above
 adaptive on all 16 held-out subjects; the default, noise learned above the
-white floor: 70/49 % at 5/10 mm), shared-truth 76/83/87/92 %.
+white floor: 70/49 % at 5/10 mm), shared-truth 76/83/87/92 %. Then
+``--translators adaptive spectral-sources`` (same seed, ~20 min per spread
+under load): adaptive 79/59/42/27 %, spectral-sources 94/76/58/39 %
+(above adaptive on all 16 held-out subjects).
 
 Measured with ``--white --windows 12`` (before ``spectral``; seed 0, share of
 the estimated optimum, mean over 4 held-out subjects; spreads 0/5/10/20 mm;

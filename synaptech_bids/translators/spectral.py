@@ -25,17 +25,29 @@ Model
    ``L_m C_k L_e^T``.
 2. Spectral step, per band ``b`` (FFT of each window, bins split at
    ``band_edges``): the same components, with their spatial shapes fixed,
-   get new weights ``h_bk`` that explain the band's EEG covariance ``S_b``
-   (the same fixed point, components only), and so does the band's sensor
+   get new weights that explain the band's EEG covariance ``S_b`` (the
+   same fixed point, components only), and so does the band's sensor
    noise level above a floor (``band_noise="learned"``, the default).
-   The floor, and with ``band_noise="white"`` the level itself, is the
+   With ``band_sources=True`` the patches that SBL kept broadband each get
+   a variance of their own per band instead of one weight for all of
+   them, started from the broadband solution; patches it pruned stay
+   pruned. That separates patches whose EEG topographies overlap but
+   whose spectra differ (one weight per band mixes them at their broadband
+   ratio), and it needs enough windows: measured on the simulator, better
+   with 60 windows and ``lam`` chosen by the inner folds (see below), worse
+   with 30 windows and a fixed ``lam`` (held-out R² 0.098 against 0.131),
+   and several times slower. Hence not the default. (A full SBL per band,
+   tried first, was worse still: a band's covariance rests on few
+   effective samples.)
+   The noise floor, and with ``band_noise="white"`` the level itself, is the
    broadband noise level times the band's share of the frequency bins,
    which is right for white sensor noise only: on the simulator's
    recordings after the participant level (1/f electrode noise, filters)
    the white level lost to a learned one (held-out R² at 10 mm 0.000
    against 0.019, and 0.033 with a floor of 1/1000, which collapsed on
    one subject of the arrays benchmark).
-   The band's map is ``W_b = (sum_k h_bk L_m C_k L_e^T) Sigma_b^-1``.
+   The band's map is ``W_b = (L_m C_b L_e^T) Sigma_b^-1``, ``C_b`` the
+   band's source covariance.
 3. Prediction: each window's referenced EEG is split into bands, ``W_b``
    applied to band ``b`` and the bands summed (a linear, time-invariant
    filter per window; bands partition the bins, so nothing is counted
@@ -47,12 +59,13 @@ training subjects in the inner leave-subjects-out, scored band by band on
 their MEG, as :mod:`.adaptive` does.
 
 Measured on the simulator with its own time courses and cortex
-(``benchmarks/bench_transfer.py --oracle``, 4 subjects, leave-one-out):
-96 / 72 / 51 / 32 % of the held-out subject's within-subject optimum at a
-between-subject spread of 0 / 5 / 10 / 20 mm with ``band_noise="white"``
-(default: 70 / 49 % at 5 / 10 mm), against 79 / 59 / 42 / 27 % for the
-instantaneous :mod:`.adaptive` map. End to end in the app the gain does not
-carry over (see docs/translatability.md).
+(``benchmarks/bench_transfer.py --oracle``, 4 subjects, 60 windows,
+leave-one-out), share of the held-out subject's within-subject optimum at a
+between-subject spread of 0 / 5 / 10 / 20 mm: ``band_sources=True``
+94 / 76 / 58 / 39 %; ``band_sources=False`` 96 / 72 / 51 / 32 % with
+``band_noise="white"`` (the default: 70 / 49 % at 5 / 10 mm); the
+instantaneous :mod:`.adaptive` map 79 / 59 / 42 / 27 %. End to end in the
+app (10 mm) it does not beat ``adaptive`` (see docs/translatability.md).
 """
 
 from __future__ import annotations
@@ -173,6 +186,9 @@ class SpectralTranslator(AdaptiveTranslator):
     band_noise : {"learned", "white"}
         Sensor noise per band: learned from the band's EEG covariance, or
         white at the broadband level (see the module docstring).
+    band_sources : bool
+        Re-learn each patch SBL kept with a variance per band, instead of
+        one weight per band for all of them (see the module docstring).
     prior, n_iter_sbl, patch_mm
         As :class:`.adaptive.AdaptiveTranslator`; ``patch_mm`` is also the
         correlation length of the smooth background component.

@@ -12,6 +12,7 @@ from synaptech_bids.errors import AppError, ExitCode
 from synaptech_bids.group.lead_fields import (
     find_forward,
     lead_fields_from_forward,
+    project_gains,
     projection_of_runs,
     subject_lead_fields,
     thin_sources,
@@ -126,6 +127,13 @@ def test_projection_of_runs_is_mnes_projection_averaged_over_runs() -> None:
     both, used = projection_of_runs(runs, order)
     assert used == ["EOG-1", "EOG-2"]
     np.testing.assert_allclose(both @ data[rows], np.mean(projected, 0)[rows], atol=1e-10)
+    # the gains of those rows, projected alike; the EEG has no projector
+    lf = {"L_eeg": np.ones((1, 3)), "L_meg": rng.standard_normal((8, 3)),
+          "eeg_names": ["EEG001"], "meg_names": order, "source": "sphere model"}
+    out = project_gains(lf, runs[:1])
+    np.testing.assert_allclose(out["L_meg"], one @ lf["L_meg"])
+    assert out["L_eeg"] is lf["L_eeg"]
+    assert out["source"] == "sphere model; projected as the data (EOG-1)"
     # no projector on these channels: nothing to do
     assert projection_of_runs([mne.create_info(names, 250.0, "mag")], names) == (None, [])
     assert projection_of_runs(runs, ["EEG001"]) == (None, [])

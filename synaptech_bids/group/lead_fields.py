@@ -200,6 +200,24 @@ def projection_of_runs(infos: list[Any], names: list[str]) -> tuple[np.ndarray |
     return np.mean(mats, axis=0), descriptions
 
 
+def project_gains(lead_fields: dict[str, Any], infos: list[Any]) -> dict[str, Any]:
+    """The lead fields projected as the runs' data were (:func:`projection_of_runs`).
+
+    ``lead_fields`` needs ``"eeg_names"`` and ``"meg_names"`` (the rows);
+    ``"L_eeg"`` and ``"L_meg"`` are replaced and ``"source"`` names the
+    projectors. Returns a new dict.
+    """
+    out, used = dict(lead_fields), []
+    for key, names in (("L_eeg", "eeg_names"), ("L_meg", "meg_names")):
+        projection, projectors = projection_of_runs(infos, list(lead_fields[names]))
+        if projection is not None:
+            out[key] = projection @ lead_fields[key]
+            used += projectors
+    if used:
+        out["source"] = f"{out.get('source', '')}; projected as the data ({', '.join(used)})"
+    return out
+
+
 def _projector(projs: list[Any], names: list[str]) -> tuple[np.ndarray | None, list[str]]:
     """``I - U U^T`` for the projectors' vectors restricted to ``names``, and
     the descriptions of the projectors that touch them.

@@ -46,7 +46,7 @@ from .gather import (
     gather,
     pruned_eeg_channels,
 )
-from .lead_fields import projection_of_runs, subject_lead_fields
+from .lead_fields import project_gains, projection_of_runs, subject_lead_fields
 
 logger = logging.getLogger(__name__)
 
@@ -146,15 +146,7 @@ def run_group_level(
             for deriv, subject_arrays in zip(derivatives, data):
                 lf = subject_lead_fields(deriv.info, deriv.subject, eeg_names, mag_names,
                                          config.forward_dir)
-                # Gains projected as the data were (MNE does so for its inverses).
-                projectors = []
-                for key, names in (("L_eeg", eeg_names), ("L_meg", mag_names)):
-                    projection, used = projection_of_runs(_run_infos(deriv), names)
-                    if projection is not None:
-                        lf[key] = projection @ lf[key]
-                        projectors += used
-                if projectors:
-                    lf["source"] += f"; projected as the data ({', '.join(projectors)})"
+                lf = project_gains(lf, _run_infos(deriv))
                 # The group level works in µV and fT: scale the gains alike.
                 lf["L_eeg"] = lf["L_eeg"] * EEG_SCALE
                 lf["L_meg"] = lf["L_meg"] * MEG_SCALE

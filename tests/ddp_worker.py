@@ -146,7 +146,7 @@ def _group(argv: list[str]) -> None:
     run.common_channels = lambda derivatives: (eeg_names, mag_names, {})
     # whichever reader run.py uses (in memory, or memory-mapped via a scratch folder)
     run.cache_subject = lambda deriv, eeg_n, mag_n, *scratch: arrays[deriv.subject]
-    run._run_infos = lambda deriv: []  # no recordings, hence no SSP projectors
+    run.read_run_infos = lambda files: []  # no recordings, hence no SSP projectors
     try:  # the head-transfer table reads epochs files' infos
         from synaptech_bids.group import transfer
 

@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import mne
 import numpy as np
 import pandas as pd
 
@@ -47,6 +46,7 @@ from .gather import (
     pruned_eeg_channels,
 )
 from .lead_fields import project_gains, projection_of_runs, subject_lead_fields
+from .transfer import read_run_infos
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +113,7 @@ def run_group_level(
     # (one directory per rank under torchrun, so ranks never share a file).
     arrays = group_work / "arrays" / f"rank-{distributed.rank()}"
     data = []
+    run_infos = {}  # each run's header, per subject: its active SSP projectors
     with step(f"loading {len(derivatives)} subjects"):
         for deriv in derivatives:
             eeg, meg, conditions = cache_subject(deriv, eeg_names, mag_names, arrays,
@@ -130,7 +131,8 @@ def run_group_level(
             # Active SSP projectors (the participant level's EOG ones) left the
             # MEG without some field patterns: predictions are scored in the
             # same subspace (evaluate.held_out_predictions).
-            meg_projection, _ = projection_of_runs(_run_infos(deriv), mag_names)
+            run_infos[deriv.subject] = read_run_infos(deriv.files)
+            meg_projection, _ = projection_of_runs(run_infos[deriv.subject], mag_names)
             data.append(SubjectArrays(deriv.subject, eeg, meg, conditions,
                                       pruned_eeg=pruned, meg_projection=meg_projection))
     if set(LEAD_FIELD_TRANSLATORS) & set(config.translators):
@@ -146,7 +148,7 @@ def run_group_level(
             for deriv, subject_arrays in zip(derivatives, data):
                 lf = subject_lead_fields(deriv.info, deriv.subject, eeg_names, mag_names,
                                          config.forward_dir)
-                lf = project_gains(lf, _run_infos(deriv))
+                lf = project_gains(lf, run_infos[deriv.subject])
                 # The group level works in µV and fT: scale the gains alike.
                 lf["L_eeg"] = lf["L_eeg"] * EEG_SCALE
                 lf["L_meg"] = lf["L_meg"] * MEG_SCALE
@@ -248,11 +250,6 @@ TRANSFER_COLUMNS = {
     "share_of_optimum": {"Description": "r2 / optimum_r2 (empty where the optimum is not "
                          "positive)"},
 }
-
-
-def _run_infos(deriv: Any) -> list:
-    """The measurement info of each of a subject's runs (header only)."""
-    return [mne.io.read_info(path, verbose=False) for path in deriv.files]
 
 
 def _transfer(derivatives: list, mag_names: list[str], scores: pd.DataFrame) -> pd.DataFrame:

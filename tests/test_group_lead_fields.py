@@ -137,3 +137,4 @@ def test_projection_of_runs_is_mnes_projection_averaged_over_runs() -> None:
     # no projector on these channels: nothing to do
     assert projection_of_runs([mne.create_info(names, 250.0, "mag")], names) == (None, [])
     assert projection_of_runs(runs, ["EEG001"]) == (None, [])
+

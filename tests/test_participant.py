@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import mne
@@ -76,6 +77,33 @@ def test_outputs_and_description(derivatives):
             assert (meg_dir / f"{_stem(subject)}_{suffix}").is_file(), suffix
         assert (derivatives / f"sub-{subject}.html").stat().st_size > 10_000
     assert not list(derivatives.rglob("*.part*")), "a temporary file was left behind"
+
+
+def test_each_modalitys_ica_is_saved_with_the_components_it_removed(derivatives):
+    """The group level cleans the lead fields with these (group.lead_fields.clean_gains)."""
+    meg_dir = _meg_dir(derivatives, "01")
+    log = json.loads((meg_dir / f"{_stem('01')}_desc-preproc_log.json").read_text())
+    for modality, n_channels in (("meg", 306), ("eeg", 70)):
+        ica = mne.preprocessing.read_ica(meg_dir / f"{_stem('01')}_desc-{modality}_ica.fif",
+                                         verbose=False)
+        assert len(ica.ch_names) == n_channels
+        assert ica.exclude == log["ICA"][modality.upper()]["Excluded"]
+
+
+def test_group_level_cleans_the_lead_fields_as_the_data_were(sim, derivatives, tmp_path):
+    """SSS, ICA and the EOG projectors, replayed on each subject's gains
+    (group/cleaning.py), are named in the scores' provenance."""
+    out = tmp_path / "derivatives"
+    shutil.copytree(derivatives, out)
+    config = tmp_path / "config.toml"
+    config.write_text('translators = ["physics"]\n')
+    result = CliRunner().invoke(app, [str(sim), str(out), "group", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    sidecar = json.loads((out / "group" / "desc-translation_scores.json").read_text())
+    for subject in ("01", "02"):
+        source = sidecar["LeadFields"][subject]
+        assert "cleaned as the data (EEG, MEG)" in source, source
+        assert "projected as the data (EOG-" in source, source
 
 
 def test_report_shows_shared_information(derivatives):

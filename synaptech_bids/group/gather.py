@@ -33,7 +33,9 @@ class SubjectDerivatives:
     """One subject's participant-level outputs.
 
     ``files`` holds one file per run: the cleaned epochs (``windows ==
-    "epochs"``) or the cleaned continuous recording (``"sliding"``).
+    "epochs"``) or the cleaned continuous recording (``"sliding"``);
+    ``ica_files`` each run's fitted ICA per modality (``"meg"``, ``"eeg"``),
+    None where the participant level wrote none.
     """
 
     subject: str
@@ -41,6 +43,7 @@ class SubjectDerivatives:
     logs: list[dict]
     info: mne.Info | None = field(default=None, repr=False)
     windows: str = "epochs"
+    ica_files: dict[str, list[Path | None]] = field(default_factory=dict)
 
 
 #: The file of each run the group level reads, by ``group_windows``.
@@ -67,11 +70,14 @@ def find_subject_derivatives(
         files.append(data)
     if not logs:
         return None
+    icas = {m: [log.with_name(log.name.replace("desc-preproc_log.json", f"desc-{m}_ica.fif"))
+                for log in logs] for m in ("meg", "eeg")}
     return SubjectDerivatives(
         subject=subject,
         files=files,
         logs=[json.loads(p.read_text()) for p in logs],
         windows=windows,
+        ica_files={m: [p if p.is_file() else None for p in paths] for m, paths in icas.items()},
     )
 
 

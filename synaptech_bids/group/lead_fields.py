@@ -247,17 +247,29 @@ def _projector(projs: list[Any], names: list[str]) -> tuple[np.ndarray | None, l
 def subject_lead_fields(
     info: Any, subject: str, eeg_names: list[str], mag_names: list[str],
     forward_dir: str | Path | None = None,
+    cleaning: dict[str, tuple[np.ndarray, list[str]]] | None = None,
 ) -> dict[str, Any]:
     """One subject's lead fields: its forward solution when ``forward_dir`` is set.
 
     Otherwise the app's own (sphere model, volume grid, free orientations).
-    SI units; ``"source"`` says where they came from.
+    With ``cleaning`` (:func:`.cleaning.cleaning_of_subject`), the gains are
+    cleaned as the data were (:func:`.cleaning.clean_gains`), which needs
+    them on every channel the cleaning mixed. SI units; ``"source"`` says
+    where they came from.
     """
+    cleaning = cleaning or {}
+    eeg_rows = list(dict.fromkeys([*eeg_names, *cleaning.get("eeg", ((), []))[1]]))
+    meg_rows = list(dict.fromkeys([*mag_names, *cleaning.get("meg", ((), []))[1]]))
     if forward_dir is not None:
         path = find_forward(forward_dir, subject)
-        return lead_fields_from_forward(path, eeg_names, mag_names, info=info)
-    from ..translators.physics import lead_fields_from_info
+        lead_fields = lead_fields_from_forward(path, eeg_rows, meg_rows, info=info)
+    else:
+        from ..translators.physics import lead_fields_from_info
 
-    lead_fields = lead_fields_from_info(info, eeg_names, mag_names)
-    lead_fields["source"] = "sphere model, volume grid"
+        lead_fields = lead_fields_from_info(info, eeg_rows, meg_rows)
+        lead_fields["source"] = "sphere model, volume grid"
+    if cleaning:
+        from .cleaning import clean_gains
+
+        lead_fields = clean_gains(lead_fields, cleaning, eeg_names, mag_names)
     return lead_fields

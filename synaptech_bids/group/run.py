@@ -27,6 +27,7 @@ from ..errors import AppError, ExitCode
 from ..progress import _say, step
 from ..translators import get_translator
 from . import metrics
+from .cleaning import cleaning_of_subject
 from .evaluate import (
     SubjectArrays,
     evaluate,
@@ -145,9 +146,13 @@ def run_group_level(
                            "without cortical normals, with which they predicted nothing on "
                            "simulated data (docs/translatability.md)")
         with step(f"lead fields ({how}) per subject"):
+            cleaned = ("meg", "eeg") if config.group_eeg == "ica" else ("meg",)
             for deriv, subject_arrays in zip(derivatives, data):
+                # The gains lose what SSS, ICA and SSP took from the data.
+                cleaning = cleaning_of_subject(run_infos[deriv.subject], deriv.logs,
+                                               deriv.ica_files, cleaned)
                 lf = subject_lead_fields(deriv.info, deriv.subject, eeg_names, mag_names,
-                                         config.forward_dir)
+                                         config.forward_dir, cleaning)
                 lf = project_gains(lf, run_infos[deriv.subject])
                 # The group level works in µV and fT: scale the gains alike.
                 lf["L_eeg"] = lf["L_eeg"] * EEG_SCALE

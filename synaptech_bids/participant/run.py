@@ -108,6 +108,20 @@ def run_outputs(run: Run, output_dir: Path, config: Config | None = None) -> dic
     return outputs
 
 
+def ica_outputs(run: Run, output_dir: Path) -> dict[str, Any]:
+    """Each modality's fitted ICA (``desc-meg_ica.fif``, ``desc-eeg_ica.fif``).
+
+    Written when that modality's ICA ran, so they are not in
+    :func:`run_outputs` (a run without EOG and ECG channels has none). The
+    group level reads them to clean the lead fields as the data were
+    cleaned (:func:`..group.lead_fields.ica_cleaning`), and a reviewer can
+    open them with ``mne.preprocessing.read_ica``.
+    """
+    return {modality: derivative_path(run.bids_path, output_dir, desc=modality, suffix="ica",
+                                      extension=".fif")
+            for modality in ("meg", "eeg")}
+
+
 def run_inputs(run: Run) -> list[Path]:
     """The input files that determine a run's outputs (data and sidecars)."""
     bp = run.bids_path
@@ -149,7 +163,8 @@ def process_subject(
             logger.info("%s: up to date, skipped", label)
         else:
             with step(label):
-                process_run(run, outputs, config, seed, input_hash)
+                process_run(run, outputs, config, seed, input_hash,
+                            ica_outputs(run, output_dir))
         summaries.append(json.loads(Path(outputs["log"].fpath).read_text()))
     first = runs[0].bids_path
     movement = head_movement_mm(
@@ -292,12 +307,13 @@ def psd_table(before: dict[str, pd.Series], after: dict[str, pd.Series]) -> pd.D
 
 
 def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
-                input_hash: str) -> None:
+                input_hash: str, ica_files: dict[str, Any] | None = None) -> None:
     """Preprocess, clean, epoch, co-register and pair one run; write its outputs.
 
     Two epoch files hold the same trials: ``desc-clean`` (EEG as recorded,
     after filtering) and ``desc-ica`` (EEG cleaned of EOG/ECG components);
-    the MEG is ICA-cleaned in both.
+    the MEG is ICA-cleaned in both. ``ica_files`` (:func:`ica_outputs`):
+    where each modality's fitted ICA is written.
     """
     # Wall and CPU seconds per step, for the log and
     # benchmarks/bench_participant.py (CPU time tells cost on a loaded machine).
@@ -330,10 +346,17 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
     raw, preproc_log = preprocess_raw(raw, config)
     lap("preprocess")
     ica_log: dict[str, Any] = {"Skipped": "disabled in the configuration"}
+    icas: dict[str, Any] = {}
     if config.ica:
-        raw, raw_ica, ica_log, _ = remove_artefacts(raw, config, seed)
+        raw, raw_ica, ica_log, icas = remove_artefacts(raw, config, seed)
     else:
         raw_ica = raw
+    for modality, path in (ica_files or {}).items():
+        if modality in icas:
+            with atomic_path(path.fpath, suffix="_ica.fif") as tmp:
+                icas[modality].save(tmp, overwrite=True, verbose=False)
+        else:  # an ICA of an earlier run with other settings no longer applies
+            Path(path.fpath).unlink(missing_ok=True)
     lap("ica")
     psd_after = mean_log_psd(raw_ica, config.h_freq * 1.5)
     write_tsv(outputs["psd"].fpath, psd_table(psd_before, psd_after))

@@ -55,6 +55,44 @@ def test_forward_gives_the_simulators_lead_fields_along_the_normals(simulated: P
     assert np.linalg.norm(lf["sphere_origin"] - truth["meta"]["HeadSphere"]["origin_m"]) < 0.01
 
 
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+
+
+def test_forward_dir_reads_a_forward_of_the_real_recording(tmp_path: Path) -> None:
+    """The real MNE "sample" recording: Neuromag coils, channel names with
+    spaces ("MEG 0111", "EEG 001"), its own digitisation and head position. No
+    MRI ships with it, so the forward is on a sphere, with dipoles on a shell
+    and normals of their own (what matters to the reader: a source space with
+    normals, as a cortical surface has)."""
+    info = mne.io.read_info(REAL / "sample_audvis_trunc_raw_sss.fif", verbose=False)
+    sphere = mne.make_sphere_model("auto", "auto", info, verbose=False)
+    rng = np.random.default_rng(0)
+    direction = rng.standard_normal((200, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    direction = direction[direction[:, 2] > -0.2]
+    normals = direction + 0.5 * rng.standard_normal(direction.shape)
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    src = mne.setup_volume_source_space(
+        pos={"rr": sphere["r0"] + 0.7 * sphere.radius * direction, "nn": normals},
+        sphere=sphere, verbose=False)
+    fwd = mne.make_forward_solution(info, None, src, sphere, verbose=False)
+    mne.write_forward_solution(tmp_path / "sub-01_task-audvis_fwd.fif", fwd, verbose=False)
+
+    eeg = [n for n, t in zip(info["ch_names"], info.get_channel_types()) if t == "eeg"]
+    mag = [n for n, t in zip(info["ch_names"], info.get_channel_types()) if t == "mag"]
+    assert len(eeg) == 60 and len(mag) == 102 and " " in mag[0]
+    lf = subject_lead_fields(info, "01", eeg[::-1], mag, tmp_path)
+    free = fwd["sol"]["data"].reshape(len(fwd["sol"]["row_names"]), -1, 3)
+    fixed = np.einsum("cso,so->cs", free, normals)
+    rows = {n: i for i, n in enumerate(fwd["sol"]["row_names"])}
+    for mine, names in ((lf["L_eeg"], eeg[::-1]), (lf["L_meg"], mag)):
+        want = fixed[[rows[n] for n in names]]
+        assert np.abs(mine - want).max() < 1e-6 * np.abs(want).max()
+    np.testing.assert_allclose(lf["sphere_origin"], sphere["r0"], atol=1e-6)
+    # its one projector (average EEG reference) is not active: nothing projected
+    assert project_gains(lf, [info])["L_eeg"] is lf["L_eeg"]
+
+
 def test_a_forward_without_a_channel_is_refused(simulated: Path) -> None:
     path = find_forward(simulated / "derivatives" / "forward", "01")
     with pytest.raises(AppError, match="lacks 1 channel") as err:

@@ -104,6 +104,8 @@ def test_group_level_cleans_the_lead_fields_as_the_data_were(sim, derivatives, t
         source = sidecar["LeadFields"][subject]
         assert "cleaned as the data (EEG, MEG)" in source, source
         assert "projected as the data (EOG-" in source, source
+    assert "went through the linear cleaning its data went through" in (
+        out / "group.html").read_text()
 
 
 def test_report_shows_shared_information(derivatives):

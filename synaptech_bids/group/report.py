@@ -83,16 +83,21 @@ def network_text(config: Config) -> str:
 
 
 def lead_field_text(config: Config, sources: dict[str, str]) -> str:
-    """Where the source-space translators' lead fields came from, per subject."""
+    """Where the source-space translators' lead fields came from, per subject,
+    and how they were cleaned and projected as the data were."""
+    files = "; ".join(f"sub-{s}: {name}" for s, name in sorted(sources.items()))
     if config.forward_dir is None:
-        return ("Lead fields (physics, sourcespace, adaptive, spectral): the app's own, a sphere "
-                "fitted to each subject's digitised head shape and a volume grid of free "
+        text = ("Lead fields (physics, sourcespace, adaptive, spectral): the app's own, a "
+                "sphere fitted to each subject's digitised head shape and a volume grid of free "
                 "dipoles; no MRI was used, and without cortical normals the source-space "
                 "translators are at their weakest (docs/translatability.md).")
-    files = "; ".join(f"sub-{s}: {name}" for s, name in sorted(sources.items()))
-    return ("Lead fields (physics, sourcespace, adaptive, spectral): each subject's forward "
-            f"solution from {config.forward_dir}, dipoles fixed along the cortical "
-            f"normals ({files}).")
+    else:
+        text = ("Lead fields (physics, sourcespace, adaptive, spectral): each subject's "
+                f"forward solution from {config.forward_dir}, dipoles fixed along the "
+                "cortical normals.")
+    return (f"{text} Each subject's gains went through the linear cleaning its data went "
+            "through (Maxwell filter, ICA, SSP projectors, averaged over runs), so that a "
+            f"prediction lacks what the data lack ({files}).")
 
 
 def write_group_report(

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from synaptech_bids.group.cleaning import (
+    average_reference_operator,
     clean_gains,
     cleaning_of_subject,
     ica_operator,
+    interpolation_operator,
     maxwell_operator,
 )
 from synaptech_bids.simulate import simulate_dataset
@@ -23,9 +25,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:The data has not been high-pass 
 def raw(tmp_path_factory: pytest.TempPathFactory) -> mne.io.Raw:
     root = simulate_dataset(tmp_path_factory.mktemp("sss") / "bids", n_subjects=1, n_runs=1,
                             duration=5.0, sfreq=200.0)
-    return mne.io.read_raw_fif(
+    raw = mne.io.read_raw_fif(
         root / "sub-01/ses-meg/meg/sub-01_ses-meg_task-facerecognition_run-01_meg.fif",
         preload=True, verbose=False)
+    # the types channels.tsv gives them (ds000117 stores them as EEG in the FIF)
+    return raw.set_channel_types({"EEG061": "eog", "EEG062": "eog", "EEG063": "ecg",
+                                  "EEG064": "misc"}, on_unit_change="ignore", verbose=False)
 
 
 def _fitted_ica(names: list[str], seed: int, tmp_path: Path) -> tuple[Path, mne.io.RawArray]:
@@ -85,9 +90,8 @@ def test_a_subjects_cleaning_is_sss_then_ica_averaged_over_runs(
     sss_log = {"Preprocessing": {"MaxwellFilter": {"OriginHeadM": origin}}}
     logs = [{**sss_log, "ICA": {"MEG": {"Excluded": [1]}}},
             {**sss_log, "ICA": {"MEG": {"Excluded": []}}}]
-    cleaning = cleaning_of_subject([raw.info, raw.info], logs,
-                                   {"meg": [ica_path, None]}, ("meg", "eeg"))
-    assert set(cleaning) == {"meg"}  # the EEG went through neither
+    cleaning = cleaning_of_subject([raw.info, raw.info], logs, {"meg": [ica_path, None]})
+    assert set(cleaning) == {"meg"}  # nothing was done to the EEG
     operator, names = cleaning["meg"]
     assert names == meg
     sss, _ = maxwell_operator(raw.info, origin)
@@ -97,12 +101,32 @@ def test_a_subjects_cleaning_is_sss_then_ica_averaged_over_runs(
 
     # a run removed components but its ICA file is missing: no run's ICA is used
     logs[1]["ICA"]["MEG"]["Excluded"] = [0]
-    operator, _ = cleaning_of_subject([raw.info, raw.info], logs, {"meg": [ica_path, None]},
-                                      ("meg",))["meg"]
+    operator, _ = cleaning_of_subject([raw.info, raw.info], logs,
+                                      {"meg": [ica_path, None]})["meg"]
     np.testing.assert_allclose(operator, sss, atol=1e-12)
     assert "re-run the participant level" in caplog.text
     # nothing done to the data, nothing done to the gains
-    assert cleaning_of_subject([raw.info], [{}], {}, ("meg", "eeg")) == {}
+    assert cleaning_of_subject([raw.info], [{}], {}) == {}
+
+
+def test_eeg_interpolation_and_reference_are_mnes(raw: mne.io.Raw) -> None:
+    bads = ["EEG005", "EEG030"]
+    data = raw.copy()
+    data.info["bads"] = bads
+    data.interpolate_bads(reset_bads=True, exclude=[], verbose=False)  # as the participant level
+    eeg = mne.pick_types(raw.info, meg=False, eeg=True, exclude=[])
+    operator, names = interpolation_operator(raw.info, bads)
+    assert names == [raw.ch_names[i] for i in eeg]
+    np.testing.assert_allclose(operator @ raw.get_data(picks=eeg), data.get_data(picks=eeg),
+                               atol=1e-9 * np.abs(data.get_data(picks=eeg)).max())
+    # interpolated, then average-referenced: the subject's EEG cleaning without ICA
+    log = {"Preprocessing": {"InterpolatedEEGChannels": bads, "EEGReference": "average"}}
+    cleaning = cleaning_of_subject([raw.info], [log], {}, eeg_ica=False)
+    reference, _ = average_reference_operator(raw.info)
+    np.testing.assert_allclose(cleaning["eeg"][0], reference @ operator, atol=1e-12)
+    referenced = data.copy().set_eeg_reference("average", verbose=False).get_data(picks=eeg)
+    np.testing.assert_allclose(cleaning["eeg"][0] @ raw.get_data(picks=eeg), referenced,
+                               atol=1e-9 * np.abs(referenced).max())
 
 
 def test_clean_gains_cleans_on_every_channel_and_keeps_the_groups() -> None:
@@ -114,8 +138,7 @@ def test_clean_gains_cleans_on_every_channel_and_keeps_the_groups() -> None:
           "source": "sphere model"}
     out = clean_gains(lf, {"meg": (operator, names)}, ["EEG002"], ["MEG0003", "MEG0001"])
     np.testing.assert_allclose(out["L_meg"], (operator @ lf["L_meg"])[[2, 0]])
-    # the EEG was average-referenced before its ICA
-    np.testing.assert_allclose(out["L_eeg"], (lf["L_eeg"] - lf["L_eeg"].mean(0))[[1]])
+    np.testing.assert_array_equal(out["L_eeg"], lf["L_eeg"][[1]])  # nothing done to it
     assert out["meg_names"] == ["MEG0003", "MEG0001"] and out["eeg_names"] == ["EEG002"]
     assert out["source"] == "sphere model; cleaned as the data (MEG)"
     with pytest.raises(ValueError, match="lack the cleaned channels"):

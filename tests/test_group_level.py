@@ -143,9 +143,10 @@ def test_source_space_translators_read_the_subjects_forward_solutions(group_run,
     assert set(scores["model"]) == {"training-mean", "physics", "adaptive"}
     assert np.isfinite(scores["r2"]).all()
     sidecar = json.loads((out / "group" / "desc-translation_scores.json").read_text())
-    # no ICA in this configuration: the gains went through the Maxwell filter only
+    # no ICA in this configuration: the gains went through the Maxwell filter and
+    # the average reference only
     assert sidecar["LeadFields"] == {
-        s: f"sub-{s}_ses-meg_task-facerecognition_fwd.fif; cleaned as the data (MEG)"
+        s: f"sub-{s}_ses-meg_task-facerecognition_fwd.fif; cleaned as the data (EEG, MEG)"
         for s in SUBJECTS}
     assert "dipoles fixed along the cortical normals" in (out / "group.html").read_text()
     empty = tmp_path / "no_forwards"

@@ -4,10 +4,10 @@ The data the translators read went through linear maps on the channels:
 
 1. Maxwell filtering (SSS) of the MEG: the internal multipole expansion
    kept (order 8, regularised: ~73 of its 80 components), the room's
-   external expansion dropped;
+   external expansion dropped; the EEG's bad channels interpolated
+   (spherical splines), then the average reference;
 2. ICA: the blink and heartbeat components removed from the MEG (all 306
-   channels together) and, for ``group_eeg = "ica"``, from the
-   average-referenced EEG;
+   channels together) and, for ``group_eeg = "ica"``, from the EEG;
 3. SSP: the EOG projectors left active on the MEG
    (:func:`.lead_fields.project_gains`).
 
@@ -21,8 +21,8 @@ the magnetometer gains by ~11 % (relative norm) and the ICA by a further
 Each map is MNE's own, read off its public functions rather than
 re-implemented: :func:`mne.preprocessing.compute_maxwell_basis` with the
 origin the participant level logged (it reproduces ``maxwell_filter`` to
-1e-7), and ``ICA.apply`` on the identity. Runs are averaged with equal
-weights, as the SSP projections are.
+1e-7), ``Evoked.interpolate_bads`` and ``ICA.apply`` on the identity. Runs
+are averaged with equal weights, as the SSP projections are.
 """
 
 from __future__ import annotations
@@ -82,6 +82,29 @@ def maxwell_operator(info: Any, origin: Any) -> Operator:
     return operator, [info["ch_names"][i] for i in meg]
 
 
+def interpolation_operator(info: Any, bads: list[str]) -> Operator:
+    """The interpolation of the EEG channels ``bads`` from the others (MNE's
+    spherical splines, origin fitted to the digitisation, as
+    ``Raw.interpolate_bads`` did), on every EEG channel of ``info``."""
+    import mne
+
+    info = mne.pick_info(info, mne.pick_types(info, meg=False, eeg=True, exclude=[]))
+    with info._unlock():
+        info["projs"] = []
+    info["bads"] = list(bads)
+    evoked = mne.EvokedArray(np.eye(len(info["ch_names"])), info, verbose=False)
+    evoked.interpolate_bads(reset_bads=True, verbose=False)
+    return evoked.data, list(info["ch_names"])
+
+
+def average_reference_operator(info: Any) -> Operator:
+    """``I - 1 1^T / n`` on every EEG channel of ``info``."""
+    import mne
+
+    names = [info["ch_names"][i] for i in mne.pick_types(info, meg=False, eeg=True, exclude=[])]
+    return np.eye(len(names)) - 1.0 / len(names), names
+
+
 def _embedded(operator: Operator, names: list[str]) -> np.ndarray:
     """``operator`` on ``names``, the identity on the other channels."""
     index = {n: i for i, n in enumerate(names)}
@@ -124,7 +147,7 @@ def cleaning_of_subject(
     infos: list[Any],
     logs: list[dict],
     ica_files: dict[str, list[Path | None]],
-    modalities: tuple[str, ...],
+    eeg_ica: bool = True,
 ) -> dict[str, Operator]:
     """Each modality's cleaning of one subject, averaged over its runs.
 
@@ -136,9 +159,9 @@ def cleaning_of_subject(
     ica_files : dict
         ``"meg"`` / ``"eeg"``: each run's ``desc-<modality>_ica.fif``, or None
         where the participant level wrote none.
-    modalities : tuple of str
-        Those whose cleaned data the group level reads (the MEG always; the
-        EEG with ``group_eeg = "ica"``).
+    eeg_ica : bool
+        Whether the EEG the group level reads is the ICA-cleaned one
+        (``group_eeg = "ica"``); the MEG is ICA-cleaned in both versions.
 
     Returns
     -------
@@ -150,22 +173,26 @@ def cleaning_of_subject(
         in a way no one could see.
     """
     cleaning = {}
-    for modality in modalities:
+    for modality in ("meg", "eeg"):
         files = ica_files.get(modality, [None] * len(logs))
         removed = [bool(log.get("ICA", {}).get(modality.upper(), {}).get("Excluded"))
                    for log in logs]
-        use_ica = True
-        if any(r and f is None for r, f in zip(removed, files)):
+        use_ica = modality == "meg" or eeg_ica
+        if use_ica and any(r and f is None for r, f in zip(removed, files)):
             logger.warning("%s ICA removed components but some runs' ICA files are missing: "
                            "lead fields not cleaned by it (re-run the participant level "
                            "with --force to write them)", modality.upper())
             use_ica = False
         runs = []
         for info, log, path, was_removed in zip(infos, logs, files, removed):
+            steps = log.get("Preprocessing", {})
             maps = []
-            sss = log.get("Preprocessing", {}).get("MaxwellFilter", {})
-            if modality == "meg" and "OriginHeadM" in sss:
-                maps.append(maxwell_operator(info, sss["OriginHeadM"]))
+            if modality == "meg" and "OriginHeadM" in steps.get("MaxwellFilter", {}):
+                maps.append(maxwell_operator(info, steps["MaxwellFilter"]["OriginHeadM"]))
+            if modality == "eeg" and steps.get("InterpolatedEEGChannels"):
+                maps.append(interpolation_operator(info, steps["InterpolatedEEGChannels"]))
+            if modality == "eeg" and steps.get("EEGReference") == "average":
+                maps.append(average_reference_operator(info))
             if use_ica and was_removed:
                 maps.append(ica_operator(_read_ica(path)))
             if maps:
@@ -207,8 +234,6 @@ def clean_gains(
                                           ("L_meg", "meg_names", "meg", mag_names)):
         rows = list(lead_fields[rows_key])
         gain = np.asarray(lead_fields[key], float)
-        if modality == "eeg":  # the EEG was average-referenced before its ICA
-            gain = gain - gain.mean(0, keepdims=True)
         if modality in cleaning:
             operator, names = cleaning[modality]
             index = {n: i for i, n in enumerate(rows)}

@@ -146,11 +146,10 @@ def run_group_level(
                            "without cortical normals, with which they predicted nothing on "
                            "simulated data (docs/translatability.md)")
         with step(f"lead fields ({how}) per subject"):
-            cleaned = ("meg", "eeg") if config.group_eeg == "ica" else ("meg",)
             for deriv, subject_arrays in zip(derivatives, data):
                 # The gains lose what SSS, ICA and SSP took from the data.
                 cleaning = cleaning_of_subject(run_infos[deriv.subject], deriv.logs,
-                                               deriv.ica_files, cleaned)
+                                               deriv.ica_files, config.group_eeg == "ica")
                 lf = subject_lead_fields(deriv.info, deriv.subject, eeg_names, mag_names,
                                          config.forward_dir, cleaning)
                 lf = project_gains(lf, run_infos[deriv.subject])

@@ -96,8 +96,9 @@ def lead_field_text(config: Config, sources: dict[str, str]) -> str:
                 f"forward solution from {config.forward_dir}, dipoles fixed along the "
                 "cortical normals.")
     return (f"{text} Each subject's gains went through the linear cleaning its data went "
-            "through (Maxwell filter, ICA, SSP projectors, averaged over runs), so that a "
-            f"prediction lacks what the data lack ({files}).")
+            "through, where it was done (Maxwell filter; EEG interpolation and average "
+            "reference; ICA; SSP projectors; averaged over runs), so that a prediction lacks "
+            f"what the data lack ({files}).")
 
 
 def write_group_report(

@@ -114,7 +114,7 @@ def ica_outputs(run: Run, output_dir: Path) -> dict[str, Any]:
     Written when that modality's ICA ran, so they are not in
     :func:`run_outputs` (a run without EOG and ECG channels has none). The
     group level reads them to clean the lead fields as the data were
-    cleaned (:func:`..group.lead_fields.ica_cleaning`), and a reviewer can
+    cleaned (:mod:`..group.cleaning`), and a reviewer can
     open them with ``mne.preprocessing.read_ica``.
     """
     return {modality: derivative_path(run.bids_path, output_dir, desc=modality, suffix="ica",
@@ -351,12 +351,6 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
         raw, raw_ica, ica_log, icas = remove_artefacts(raw, config, seed)
     else:
         raw_ica = raw
-    for modality, path in (ica_files or {}).items():
-        if modality in icas:
-            with atomic_path(path.fpath, suffix="_ica.fif") as tmp:
-                icas[modality].save(tmp, overwrite=True, verbose=False)
-        else:  # an ICA of an earlier run with other settings no longer applies
-            Path(path.fpath).unlink(missing_ok=True)
     lap("ica")
     psd_after = mean_log_psd(raw_ica, config.h_freq * 1.5)
     write_tsv(outputs["psd"].fpath, psd_table(psd_before, psd_after))
@@ -421,6 +415,15 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
     write_information(info, outputs)
     lap("information_write")
 
+    # Written last but the log, which says the run is complete: an ICA file
+    # never belongs to another run's log.
+    for modality, path in (ica_files or {}).items():
+        if modality in icas:
+            with atomic_path(path.fpath, suffix="_ica.fif") as tmp:
+                icas[modality].save(tmp, overwrite=True, verbose=False)
+        else:  # an ICA of an earlier run with other settings no longer applies
+            Path(path.fpath).unlink(missing_ok=True)
+    del icas
     write_json(outputs["log"].fpath, {
         "Source": run.name,
         "InputHash": input_hash,

@@ -90,6 +90,19 @@ def test_each_modalitys_ica_is_saved_with_the_components_it_removed(derivatives)
         assert ica.exclude == log["ICA"][modality.upper()]["Excluded"]
 
 
+def test_a_rerun_without_ica_removes_the_earlier_ica_files(sim, derivatives, tmp_path):
+    out = tmp_path / "derivatives"
+    shutil.copytree(derivatives, out)
+    ica = _meg_dir(out, "01") / f"{_stem('01')}_desc-meg_ica.fif"
+    assert ica.is_file()
+    config = tmp_path / "config.toml"
+    config.write_text("ica = false\n")
+    result = CliRunner().invoke(app, [str(sim), str(out), "participant", "--config",
+                                      str(config), "--participant-label", "01"])
+    assert result.exit_code == 0, result.output
+    assert not ica.exists() and not ica.with_name(ica.name.replace("meg_ica", "eeg_ica")).exists()
+
+
 def test_group_level_cleans_the_lead_fields_as_the_data_were(sim, derivatives, tmp_path):
     """SSS, ICA and the EOG projectors, replayed on each subject's gains
     (group/cleaning.py), are named in the scores' provenance."""

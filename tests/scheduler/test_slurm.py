@@ -146,6 +146,16 @@ def compare_file(a: Path, b: Path) -> str | None:
         return None if ja == jb else f"{name}: JSON differs"
     if name.endswith(".npy"):
         return None if np.array_equal(np.load(a), np.load(b)) else f"{name}: arrays differ"
+    if name.endswith("_ica.fif"):
+        import mne
+
+        ia, ib = (mne.preprocessing.read_ica(p, verbose="error") for p in (a, b))
+        if ia.ch_names != ib.ch_names or ia.exclude != ib.exclude:
+            return f"{name}: channels or excluded components differ"
+        if not all(np.array_equal(getattr(ia, k), getattr(ib, k))
+                   for k in ("unmixing_matrix_", "mixing_matrix_", "pca_components_")):
+            return f"{name}: decompositions differ"
+        return None
     if name.endswith(".fif"):
         import mne
 

@@ -124,9 +124,17 @@ def _read_ica(path: Path) -> Any:
                        ExitCode.BAD_DATA) from err
 
 
+def _channels(operators: list[Operator]) -> list[str]:
+    """Every channel some operator acts on, in order of appearance."""
+    return list(dict.fromkeys(n for _, chans in operators for n in chans))
+
+
 def run_cleaning(maps: list[Operator]) -> Operator:
-    """Maps applied one after the other (first first), on the union of their channels."""
-    names = list(dict.fromkeys(n for _, chans in maps for n in chans))
+    """Maps applied one after the other (first first), on the union of their channels.
+
+    No maps: the identity on no channel.
+    """
+    names = _channels(maps)
     total = np.eye(len(names))
     for operator in maps:
         total = _embedded(operator, names) @ total
@@ -139,7 +147,7 @@ def average_over_runs(runs: list[Operator]) -> Operator:
     As for the SSP projections (:func:`.lead_fields.projection_of_runs`), the
     mean of the runs' maps is the one map closest to each run's.
     """
-    names = list(dict.fromkeys(n for _, chans in runs for n in chans))
+    names = _channels(runs)
     return np.mean([_embedded(r, names) for r in runs], axis=0), names
 
 
@@ -183,7 +191,7 @@ def cleaning_of_subject(
                            "lead fields not cleaned by it (re-run the participant level "
                            "with --force to write them)", modality.upper())
             use_ica = False
-        runs = []
+        runs, acted = [], False
         for info, log, path, was_removed in zip(infos, logs, files, removed):
             steps = log.get("Preprocessing", {})
             maps = []
@@ -195,11 +203,10 @@ def cleaning_of_subject(
                 maps.append(average_reference_operator(info))
             if use_ica and was_removed:
                 maps.append(ica_operator(_read_ica(path)))
-            if maps:
-                runs.append(run_cleaning(maps))
-        if runs:
+            acted = acted or bool(maps)
             # a run that did nothing to this modality still counts, as the identity
-            runs += [(np.eye(0), [])] * (len(logs) - len(runs))
+            runs.append(run_cleaning(maps))
+        if acted:
             cleaning[modality] = average_over_runs(runs)
     return cleaning
 

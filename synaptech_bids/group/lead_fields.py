@@ -258,8 +258,10 @@ def subject_lead_fields(
     where they came from.
     """
     cleaning = cleaning or {}
-    eeg_rows = list(dict.fromkeys([*eeg_names, *cleaning.get("eeg", ((), []))[1]]))
-    meg_rows = list(dict.fromkeys([*mag_names, *cleaning.get("meg", ((), []))[1]]))
+    # the gains of every channel the cleaning mixes, the group's first
+    eeg_rows, meg_rows = (
+        list(dict.fromkeys([*names, *(cleaning[m][1] if m in cleaning else [])]))
+        for m, names in (("eeg", eeg_names), ("meg", mag_names)))
     if forward_dir is not None:
         path = find_forward(forward_dir, subject)
         lead_fields = lead_fields_from_forward(path, eeg_rows, meg_rows, info=info)

@@ -423,7 +423,6 @@ def process_run(run: Run, outputs: dict[str, Any], config: Config, seed: int,
                 icas[modality].save(tmp, overwrite=True, verbose=False)
         else:  # an ICA of an earlier run with other settings no longer applies
             Path(path.fpath).unlink(missing_ok=True)
-    del icas
     write_json(outputs["log"].fpath, {
         "Source": run.name,
         "InputHash": input_hash,

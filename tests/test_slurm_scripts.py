@@ -176,6 +176,6 @@ def test_multinode_training_rendezvous_on_the_first_node(bench):
     assert scontrol == ["scontrol", "show", "hostnames", "node-[a-b]"]
     assert srun == ["srun", "--kill-on-bad-exit=1", "torchrun", "--nnodes=2",
                     "--nproc_per_node=4", "--rdzv_id=77", "--rdzv_backend=c10d",
-                    "--rdzv_endpoint=node-a:29500", "--no-python", "synaptech-bids",
+                    "--rdzv_endpoint=node-a:20077", "--no-python", "synaptech-bids",
                     str(bench["bids"]), str(bench["out"]), "group", "--omp-nthreads", "8",
                     "--seed", "1"]

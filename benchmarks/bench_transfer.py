@@ -33,6 +33,11 @@ optimum (``group.metrics.within_subject_optimum``, cross-validated in time):
   that knows the held-out subject's shared networks and patches exactly
   (after the spread) and its background only as its expected covariance,
   i.e. everything but where this subject's background patches lie;
+- ``shared-truth-filter`` and ``truth-filter`` (references that use time,
+  :func:`synaptech_bids.simulate.arrays.truth_filter`): per frequency bin,
+  the Wiener map of the components' true topographies and true spectra,
+  knowing the background only as its expected covariance, or exactly. The
+  last is the best any linear filter of a window's EEG can do;
 - with ``--networks``: ``synaptechnet`` and ``hybrid`` (ridge plus the
   network on its residual) at the group level's CPU test size (width 0.125,
   at most 15 epochs).
@@ -126,6 +131,7 @@ def transfer_scores(subjects: list[dict], networks: bool = False,
                     only: list[str] | None = None) -> dict:
     """Leave-one-subject-out share of the within-subject optimum per translator."""
     from synaptech_bids.group.metrics import within_subject_optimum
+    from synaptech_bids.simulate.arrays import truth_filter
     from synaptech_bids.translators import (
         AdaptiveTranslator,
         HybridTranslator,
@@ -154,7 +160,8 @@ def transfer_scores(subjects: list[dict], networks: bool = False,
         models["synaptechnet"] = lambda: SynaptechNetTranslator(**net)
         models["hybrid"] = lambda: HybridTranslator(ridge_lags=(0,), **net)
     models = {k: v for k, v in models.items() if only is None or k in only}
-    shares: dict = {k: [] for k in [*models, "shared-truth"]}
+    references = ["shared-truth", "shared-truth-filter", "truth-filter"]
+    shares: dict = {k: [] for k in [*models, *references]}
     shares["optimum_r2"], shares["population_optimum_r2"] = [], []
     r2s: dict[str, list[float]] = {k: [] for k in shares}
     for k, test in enumerate(subjects):
@@ -166,10 +173,17 @@ def transfer_scores(subjects: list[dict], networks: bool = False,
         optimum = float(np.mean(within_subject_optimum(test["eeg"], test["meg"])))
         shares["optimum_r2"].append(optimum)
         shares["population_optimum_r2"].append(float(np.mean(test["optimum_r2"])))
-        truth_pred = np.einsum("me,wet->wmt", shared_truth_map(test["truth"]), test["eeg"])
-        r2 = float(np.mean(r2_per_channel(test["meg"], truth_pred)))
-        shares["shared-truth"].append(r2 / optimum)
-        r2s["shared-truth"].append(r2)
+        for name, pred in [
+            ("shared-truth", np.einsum("me,wet->wmt", shared_truth_map(test["truth"]),
+                                       test["eeg"])),
+            ("shared-truth-filter", truth_filter(test["truth"], test["eeg"], True)),
+            ("truth-filter", truth_filter(test["truth"], test["eeg"], False)),
+        ]:
+            r2 = float(np.mean(r2_per_channel(test["meg"], pred)))
+            shares[name].append(r2 / optimum)
+            r2s[name].append(r2)
+            print(f"    held out {test['label']}: {name:18s} R² {r2:6.3f} "
+                  f"({100 * r2 / optimum:5.1f}% of optimum {optimum:.3f})", flush=True)
         for name, make in models.items():
             t0 = time.perf_counter()
             model = make().fit(eeg, meg, groups, geometry=geometry)

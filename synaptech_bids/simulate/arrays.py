@@ -68,7 +68,10 @@ def simulate_subject_arrays(
         :func:`synaptech_bids.group.metrics.within_subject_optimum` on the
         windows), and ``truth``: the components' sensor topographies
         scaled by their RMS amplitudes (``a_eeg`` (n_eeg, n_comp) in uV,
-        ``a_meg`` (102, n_comp) in fT), their ``kinds``, the white noise
+        ``a_meg`` (102, n_comp) in fT), their ``kinds``, ``spectra`` (n_comp,
+        n_times // 2 + 1) their power per rFFT bin of a window relative to
+        their variance (the mean periodogram of the drawn time courses; a
+        white component's is ``n_times`` in every bin), the white noise
         variances ``var_eeg``, ``var_meg``, and ``bg_eeg``, ``bg_meg``:
         the background's *expected* covariance seen by the sensors
         (``L K K^T L^T`` scaled to its power, ``K`` Gaussian patches of the
@@ -125,7 +128,8 @@ def simulate_subject_arrays(
         background = [c for c in comps if c.kind == "background"]
         truth = {"a_eeg": mix[rows_e] * amp * EEG_SCALE, "a_meg": mix[rows_m] * amp * MEG_SCALE,
                  "kinds": [c.kind for c in comps], "var_eeg": (EEG_NOISE * EEG_SCALE) ** 2,
-                 "var_meg": (mag_noise * MEG_SCALE) ** 2}
+                 "var_meg": (mag_noise * MEG_SCALE) ** 2,
+                 "spectra": (np.abs(np.fft.rfft(z, axis=-1)) ** 2).mean(0) / amp[:, None] ** 2}
         if background:
             truth["bg_eeg"], truth["bg_meg"] = _expected_background(
                 normal[rows_e] * EEG_SCALE, normal[rows_m] * MEG_SCALE, src.rr,
@@ -141,6 +145,56 @@ def simulate_subject_arrays(
         out.append({"label": f"{s:02d}", "eeg": eeg * EEG_SCALE, "meg": meg * MEG_SCALE,
                     "lf": lf, "optimum_r2": optimum, "truth": truth})
     return out
+
+
+def truth_filter(truth: dict, eeg: np.ndarray, shared_only: bool) -> np.ndarray:
+    """Reference: the frequency-domain Wiener filter of a model that knows the brain.
+
+    Per rFFT bin ``f`` of a window, ``W_f = S_me(f) S_ee(f)^+`` from the
+    components' true topographies and true spectra (``truth["spectra"]``)
+    and the white sensor noise: the best linear predictor of the MEG from
+    the window's average-referenced EEG that uses time (up to the window's
+    edges), what ``spectral`` approximates with nine bands and estimated
+    components, and what no translator can beat on these windows but by
+    chance.
+
+    Parameters
+    ----------
+    truth : dict
+        A subject's ``truth`` from :func:`simulate_subject_arrays`.
+    eeg : ndarray, shape (n_windows, n_eeg, n_times)
+        Its EEG windows (the sensor noise's level is the truth's).
+    shared_only : bool
+        Know the shared components (networks, shared patches) exactly and
+        the background only as its expected covariance (``bg_eeg``,
+        ``bg_meg``) with its mean spectrum: a model that knows everything
+        but where this subject's background patches lie.
+
+    Returns
+    -------
+    meg : ndarray, shape (n_windows, n_meg, n_times)
+        The predicted magnetometer windows.
+    """
+    from ..translators.physics import average_reference
+
+    n_times = eeg.shape[-1]
+    kinds = np.array(truth["kinds"])
+    spectra = truth["spectra"]
+    keep = kinds != "background" if shared_only else np.ones(len(kinds), bool)
+    a_e, a_m = truth["a_eeg"][:, keep], truth["a_meg"][:, keep]
+    background = spectra[kinds == "background"].mean(0) if shared_only else None
+    p = average_reference(len(a_e))
+    spectrum = np.fft.rfft(np.einsum("ef,wft->wet", p, eeg), axis=-1)
+    out = np.empty((len(eeg), len(a_m), spectrum.shape[-1]), complex)
+    for f in range(spectrum.shape[-1]):
+        gram = (a_e * spectra[keep, f]) @ a_e.T + n_times * truth["var_eeg"] * np.eye(len(a_e))
+        cross = (a_m * spectra[keep, f]) @ a_e.T
+        if shared_only:
+            gram = gram + background[f] * truth["bg_eeg"]
+            cross = cross + background[f] * truth["bg_meg"]
+        w = cross @ p @ np.linalg.pinv(p @ gram @ p, rcond=1e-10, hermitian=True)
+        out[..., f] = spectrum[..., f] @ w.T
+    return np.fft.irfft(out, n=n_times, axis=-1)
 
 
 def _expected_background(l_eeg: np.ndarray, l_meg: np.ndarray, pos: np.ndarray,

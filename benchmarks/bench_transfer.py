@@ -65,7 +65,9 @@ adaptive on all 16 held-out subjects; the default, noise learned above the
 white floor: 70/49 % at 5/10 mm), shared-truth 76/83/87/92 %. Then
 ``--translators adaptive spectral-sources`` (same seed, ~20 min per spread
 under load): adaptive 79/59/42/27 %, spectral-sources 94/76/58/39 %
-(above adaptive on all 16 held-out subjects).
+(above adaptive on all 16 held-out subjects). The references that use time
+(``--spreads 0 5 10 --translators ridge``, same seed): shared-truth-filter
+98/103/113 %, truth-filter 145/135/136 %.
 
 Measured with ``--white --windows 12`` (before ``spectral``; seed 0, share of
 the estimated optimum, mean over 4 held-out subjects; spreads 0/5/10/20 mm;

@@ -7,14 +7,6 @@ from synaptech_bids.simulate.arrays import simulate_subject_arrays, truth_filter
 from synaptech_bids.translators import r2_per_channel
 
 
-@pytest.fixture(scope="module")
-def rhythmic():
-    """One subject with the recordings' spectra (1/f, alpha, mu/beta, theta)."""
-    (subject,) = simulate_subject_arrays(5.0, 1, seed=1, n_windows=40, oracle=True,
-                                         spectra=True)
-    return subject
-
-
 def _r2(subject, pred) -> float:
     return float(np.mean(r2_per_channel(subject["meg"], pred)))
 
@@ -30,10 +22,13 @@ def test_truth_filter_with_flat_spectra_is_the_instantaneous_optimum():
     assert r2 == pytest.approx(float(np.mean(subject["optimum_r2"])), abs=0.03)
 
 
-def test_truth_filter_uses_time_and_knowing_less_costs(rhythmic):
-    """With spectra that differ between components, the filter beats every
-    instantaneous map (the population optimum is the best of those), and
-    not knowing where the background lies costs it."""
+def test_truth_filter_uses_time_and_knowing_less_costs():
+    """With the recordings' spectra (1/f, alpha, mu/beta, theta), which differ
+    between components, the filter beats every instantaneous map (the
+    population optimum is the best of those), and not knowing where the
+    background lies costs it."""
+    (rhythmic,) = simulate_subject_arrays(5.0, 1, seed=1, n_windows=40, oracle=True,
+                                          spectra=True)
     full = _r2(rhythmic, truth_filter(rhythmic["truth"], rhythmic["eeg"], shared_only=False))
     shared = _r2(rhythmic, truth_filter(rhythmic["truth"], rhythmic["eeg"], shared_only=True))
     optimum = float(np.mean(rhythmic["optimum_r2"]))

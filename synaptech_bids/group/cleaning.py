@@ -34,11 +34,22 @@ from typing import Any
 import numpy as np
 
 from ..errors import AppError, ExitCode
+from ..translators.physics import average_reference
 
 logger = logging.getLogger(__name__)
 
 #: A linear map on channels: ``(operator (n, n), names)``, cleaned = ``operator @ data``.
 Operator = tuple[np.ndarray, list[str]]
+
+
+def _bare(info: Any) -> Any:
+    """A copy of ``info`` without projectors or processing history: each map
+    below depends on the sensors (and the head position) only, and MNE would
+    otherwise apply the projectors on top of it or refuse an info after SSS."""
+    info = info.copy()
+    with info._unlock():
+        info["proc_history"], info["projs"] = [], []
+    return info
 
 
 def ica_operator(ica: Any) -> Operator:
@@ -50,9 +61,7 @@ def ica_operator(ica: Any) -> Operator:
     """
     import mne
 
-    info = ica.info.copy()
-    with info._unlock():
-        info["projs"] = []  # the ICA's own whitening is what it applies
+    info = _bare(ica.info)  # the ICA's own whitening is what it applies
     n = len(ica.ch_names)
     evoked = [mne.EvokedArray(data, info, verbose=False) for data in (np.eye(n), np.zeros((n, n)))]
     cleaned = [ica.apply(e, verbose=False).data for e in evoked]
@@ -70,9 +79,7 @@ def maxwell_operator(info: Any, origin: Any) -> Operator:
     """
     import mne
 
-    info = info.copy()
-    with info._unlock():
-        info["proc_history"], info["projs"] = [], []
+    info = _bare(info)
     s, ps, _, n_in = mne.preprocessing.compute_maxwell_basis(
         info, origin=np.asarray(origin, float), coord_frame="head", verbose=False)
     meg = mne.pick_types(info, meg=True, exclude=[])
@@ -88,9 +95,7 @@ def interpolation_operator(info: Any, bads: list[str]) -> Operator:
     ``Raw.interpolate_bads`` did), on every EEG channel of ``info``."""
     import mne
 
-    info = mne.pick_info(info, mne.pick_types(info, meg=False, eeg=True, exclude=[]))
-    with info._unlock():
-        info["projs"] = []
+    info = mne.pick_info(_bare(info), _eeg(info), copy=False)
     info["bads"] = list(bads)
     evoked = mne.EvokedArray(np.eye(len(info["ch_names"])), info, verbose=False)
     evoked.interpolate_bads(reset_bads=True, verbose=False)
@@ -99,10 +104,15 @@ def interpolation_operator(info: Any, bads: list[str]) -> Operator:
 
 def average_reference_operator(info: Any) -> Operator:
     """``I - 1 1^T / n`` on every EEG channel of ``info``."""
+    names = [info["ch_names"][i] for i in _eeg(info)]
+    return average_reference(len(names)), names
+
+
+def _eeg(info: Any) -> np.ndarray:
+    """Indices of every EEG channel of ``info``, bad ones included."""
     import mne
 
-    names = [info["ch_names"][i] for i in mne.pick_types(info, meg=False, eeg=True, exclude=[])]
-    return np.eye(len(names)) - 1.0 / len(names), names
+    return mne.pick_types(info, meg=False, eeg=True, exclude=[])
 
 
 def _embedded(operator: Operator, names: list[str]) -> np.ndarray:

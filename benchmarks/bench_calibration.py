@@ -4,13 +4,15 @@ Run from the repository root (the real covariance is read from
 ``../shared/data/real/``)::
 
     python benchmarks/bench_calibration.py                 # subjects 1-3, seed 0
-    python benchmarks/bench_calibration.py --sampled 10    # + finite-sample estimates
+    python benchmarks/bench_calibration.py --sampled 6     # + estimated as the real one was
 
 The analytic columns are population statistics of the simulated baseline
 (0.1-40 Hz, from the truth). ``--sampled N`` also estimates each subject's
-covariance from N short baselines the size of the real estimate (1767
-samples at 600 Hz) and reports the median counts and the mean share: the
-in-sample predictable share of so small an estimate is biased upwards.
+covariance N times as the real file was estimated (29 baseline-corrected
+pre-stimulus windows of 200 ms at 300 Hz, ``calibration.REAL_BASELINE``) and
+reports the median counts, the share (mean and SD over draws), the EEG and
+magnetometer RMS and the share of windows that the real file's
+peak-to-peak rejection would have kept.
 """
 
 from __future__ import annotations
@@ -40,22 +42,20 @@ def main() -> None:
     print(cal.statistics_table(cols).to_string())
     print(f"analytic: {time.perf_counter() - t0:.0f} s")
     if args.sampled:
-        real = cal._real_cov(None)
-        projs = [p for p in real["projs"] if not p["desc"].lower().startswith("average eeg")]
-        eeg = [f"EEG{k:03d}" for k in range(1, 61)]
         for s in args.subjects:
-            covs, names = cal.sampled_covariances(
-                args.sampled, subject=s, seed=args.seed, spread_mm=args.spread_mm
+            st = cal.baseline_statistics(
+                n_draws=args.sampled, subject=s, seed=args.seed, spread_mm=args.spread_mm
             )
-            st = [cal.calibration_statistics(c, names, projs, eeg) for c in covs]
             share = [x["predictable_share"] for x in st]
             print(
-                f"sub-{s:02d} sampled ({args.sampled} x {cal.REAL_N_SAMPLES} samples): "
+                f"sub-{s:02d} baseline windows ({args.sampled} draws): "
                 f"eeg {np.median([x['eeg_counts'] for x in st], 0).tolist()} "
                 f"mag {np.median([x['mag_counts'] for x in st], 0).tolist()} "
-                f"share {np.mean(share):.3f} +/- {np.std(share):.3f}"
+                f"share {np.mean(share):.3f} +/- {np.std(share):.3f} "
+                f"EEG {np.mean([x['eeg_rms'] for x in st]) * 1e6:.1f} uV "
+                f"mag {np.mean([x['mag_rms'] for x in st]) * 1e15:.0f} fT "
+                f"kept by the real rejection {np.mean([x['kept'] for x in st]):.0%}"
             )
-
 
 if __name__ == "__main__":
     main()

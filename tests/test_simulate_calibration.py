@@ -2,8 +2,11 @@
 
 The real covariance (``../shared/data/real/sample_audvis_trunc-cov.fif``) is
 read from the shared data; it is never copied into the project. The
-simulated statistics are computed analytically from the simulator's truth
-(see ``synaptech_bids.simulate.calibration``), and the analytic covariance is
+simulated statistics are estimated as the real ones were (29 baseline
+windows, ``calibration.baseline_statistics``) and compared, medians over
+draws and subjects, with the issue's tolerances; the population statistics
+come analytically from the simulator's truth (see
+``synaptech_bids.simulate.calibration``), and the analytic covariance is
 itself checked against the covariance of a simulated recording.
 """
 
@@ -114,13 +117,35 @@ _SUBJECTS = (1, 2, 3)
 
 @pytest.fixture(scope="module")
 def comparison() -> dict:
+    """Real statistics and, per simulated subject, the median over baselines
+    estimated as the real file was (``calibration.baseline_statistics``)."""
     real = cal.real_statistics(REAL_COV)
-    sims = [cal.simulated_statistics(REAL_COV, subject=s) for s in _SUBJECTS]
-    table = cal.statistics_table(
-        {"real": real} | {f"sub-{s:02d}": v for s, v in zip(_SUBJECTS, sims)}
-    )
-    print("\n" + table.to_string())  # shown with pytest -s
-    return {"real": real, "sims": sims}
+    draws = [cal.baseline_statistics(REAL_COV, subject=s) for s in _SUBJECTS]
+    population = [cal.simulated_statistics(REAL_COV, subject=s) for s in _SUBJECTS]
+    cols = {"real": real}
+    for s, d, pop in zip(_SUBJECTS, draws, population):
+        cols[f"sub-{s:02d}"] = {
+            k: np.median([x[k] for x in d], axis=0).tolist() for k in d[0] if k != "n_eeg"
+        }
+        cols[f"sub-{s:02d} population"] = pop
+    print("\n" + cal.statistics_table(cols).to_string())  # shown with pytest -s
+    return {"real": real, "draws": draws, "population": population}
+
+
+def _median(comparison: dict, key: str, i: int | None = None) -> float:
+    values = [x[key] if i is None else x[key][i] for d in comparison["draws"] for x in d]
+    return float(np.median(values))
+
+
+def test_baseline_estimate_is_biased_like_the_real_one(comparison: dict) -> None:
+    # 29 windows of 200 ms: the in-sample share of so small an estimate is
+    # far above the population share of the same world (0.22-0.34).
+    for d, pop in zip(comparison["draws"], comparison["population"]):
+        shares = [x["predictable_share"] for x in d]
+        assert min(shares) > pop["predictable_share"] + 0.05, (shares, pop)
+        # Each window's mean is removed, which takes away the room field
+        # (low-passed at 0.2 Hz): nothing of it is left for the projectors.
+        assert np.mean([x["mag_rms"] for x in d]) < pop["mag_rms"]
 
 
 # Statistics the default model does not match yet (see docs/simulator.md,
@@ -144,12 +169,21 @@ _NOT_YET = pytest.mark.xfail(
 )
 def test_component_counts_match_real(comparison: dict, key: str, i: int) -> None:
     real = comparison["real"][key][i]
-    sim = float(np.median([s[key][i] for s in comparison["sims"]]))
+    sim = _median(comparison, key, i)
     assert abs(sim - real) <= cal.TOLERANCE_COUNTS * real, (key, i, sim, real)
 
 
-@pytest.mark.xfail(strict=True, reason="median share 0.22 vs real 0.295 (docs/simulator.md)")
+@pytest.mark.xfail(strict=True, reason="median share 0.40 vs real 0.295 (docs/simulator.md)")
 def test_predictable_share_matches_real(comparison: dict) -> None:
     real = comparison["real"]["predictable_share"]
-    sim = float(np.median([s["predictable_share"] for s in comparison["sims"]]))
+    sim = _median(comparison, "predictable_share")
     assert abs(sim - real) <= cal.TOLERANCE_SHARE, (sim, real)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="simulated baseline EEG ~3 times the real amplitude (docs/simulator.md)"
+)
+def test_baselines_pass_the_real_rejection(comparison: dict) -> None:
+    # The real windows passed a 40 uV peak-to-peak EEG rejection (and 4 pT,
+    # 2000 fT/cm on MEG); most simulated windows of a calibrated world would.
+    assert _median(comparison, "kept") >= 0.5

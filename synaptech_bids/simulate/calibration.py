@@ -384,6 +384,7 @@ def baseline_covariances(
     spread_mm: float = 5.0,
     line_freq: float = 50.0,
     band: tuple[float, float] = REAL_BAND,
+    projs: list | None = None,
     **options: Any,
 ) -> tuple[list[np.ndarray], list[str], list[float]]:
     """Covariances estimated as the real one was: from short baseline windows.
@@ -403,6 +404,9 @@ def baseline_covariances(
     magnetometers 4 pT, gradiometers 2000 fT/cm; EEG average referenced);
     the share of simulated windows that would pass it is returned, but the
     covariance uses every window, so that it exists whatever that share.
+    ``projs`` (the real file's SSP projectors) are applied to the
+    magnetometers before their rejection, as ``mne_process_raw --projon``
+    rejects projected data.
 
     Returns
     -------
@@ -425,6 +429,8 @@ def baseline_covariances(
     types = np.array(info.get_channel_types())[keep]
     eeg = [k for k, n in enumerate(names) if _neuromag_type(_norm(n)) == "eeg"]
     eeg = eeg[:_N_EEG_REAL]
+    mags = np.flatnonzero(types == "mag")
+    pm = _mag_projector(projs or [], [_norm(names[k]) for k in mags])
     sos = signal.butter(4, band, btype="bandpass", fs=sfreq, output="sos")
     pad = int(20 * sfreq)
     starts = (np.arange(n_win) * spec["soa_s"] * sfreq).astype(int)
@@ -442,8 +448,10 @@ def baseline_covariances(
         ptp = np.ptp(win, axis=2)  # (n_channels, n_windows)
         ptp_eeg = np.ptp(win[eeg] - win[eeg].mean(axis=0), axis=2)
         ok = ptp_eeg.max(axis=0) < spec["reject"]["eeg"]
-        for kind in ("mag", "grad"):
-            ok &= ptp[types == kind].max(axis=0) < spec["reject"][kind]
+        ok &= np.ptp(np.einsum("ij,jwt->iwt", pm, win[mags]), axis=2).max(axis=0) < spec[
+            "reject"
+        ]["mag"]
+        ok &= ptp[types == "grad"].max(axis=0) < spec["reject"]["grad"]
         rates.append(float(ok.mean()))
         flat = win.reshape(len(keep), -1)
         covs.append(flat @ flat.T / (flat.shape[1] - n_win))
@@ -478,7 +486,9 @@ def baseline_statistics(
     that the real file's rejection would keep); projectors and EEG channels
     as in :func:`simulated_statistics`.
     """
-    covs, names, kept = baseline_covariances(n_draws, **kwargs)
+    real = _real_cov(real_fname)
+    projs = [p for p in real["projs"] if not p["desc"].lower().startswith("average eeg")]
+    covs, names, kept = baseline_covariances(n_draws, projs=projs, **kwargs)
     return [_like_the_real_file(c, names, real_fname) | {"kept": k} for c, k in zip(covs, kept)]
 
 

@@ -334,7 +334,51 @@ _ECG_AMP = 1.0e-3
 _HEART_EEG_MAX = 4e-6
 _HEART_MAG_MAX = 1.0e-12
 _EOG_MAG_MAX = 1.5e-12
-_ENV_FIELD = 0.5e-12  # RMS of each homogeneous field component
+# The room's field: three distant magnetic dipoles fixed in the room (device
+# frame), so their fields carry gradients that an empty-room SSP leaves
+# behind, as the real "sample" magnetometers show (calibration, docs); 1/f
+# in time, so it reaches the evoked band. RMS over magnetometers per source.
+_ENV_FIELD = 0.5e-12
+_ENV_DISTANCE_M = 2.0
+_ENV_SEED = 19  # the room is one room for every subject
+_GRAD_BASELINE_M = 0.0168  # VectorView planar gradiometer
+
+
+def _room_field(info: mne.Info) -> np.ndarray:
+    """Field of the room's three dipoles at each MEG channel (T or T/m).
+
+    Returns
+    -------
+    field : ndarray, shape (n_channels, 3)
+        Zero for non-MEG channels; each column has RMS :data:`_ENV_FIELD`
+        over the magnetometers.
+    """
+    rng = np.random.default_rng(_ENV_SEED)
+    where = rng.standard_normal((3, 3))
+    where *= _ENV_DISTANCE_M / np.linalg.norm(where, axis=1, keepdims=True)
+    moments = rng.standard_normal((3, 3))
+
+    def b_normal(r: np.ndarray, normal: np.ndarray) -> np.ndarray:
+        # dipole field up to mu0 / 4 pi (scaled away below), along the normal
+        d = where - r  # (3 sources, 3)
+        dn = np.linalg.norm(d, axis=1, keepdims=True)
+        dh = d / dn
+        b = (3 * (dh * moments).sum(1, keepdims=True) * dh - moments) / dn**3
+        return b @ normal
+
+    types = info.get_channel_types()
+    field = np.zeros((info["nchan"], 3))
+    for k, ch in enumerate(info["chs"]):
+        loc = ch["loc"]
+        if types[k] == "mag":
+            field[k] = b_normal(loc[:3], loc[9:12])
+        elif types[k] == "grad":
+            # planar gradient along the coil's x axis, by its two loops
+            step = loc[3:6] * _GRAD_BASELINE_M / 2
+            field[k] = (b_normal(loc[:3] + step, loc[9:12]) - b_normal(loc[:3] - step, loc[9:12]))
+            field[k] /= _GRAD_BASELINE_M
+    mags = [k for k, t in enumerate(types) if t == "mag"]
+    return field * (_ENV_FIELD / np.sqrt(np.mean(field[mags] ** 2, axis=0)))
 
 
 def artifact_mixing(info: mne.Info, picks: np.ndarray, gain_art: np.ndarray) -> np.ndarray:
@@ -344,8 +388,9 @@ def artifact_mixing(info: mne.Info, picks: np.ndarray, gain_art: np.ndarray) -> 
     :func:`artifact_dipoles`, scaled so the EEG peak has a realistic size
     (blink: ~80 uV on frontal electrodes for 250 uV VEOG) and the MEG peak
     too (blink 1.5 pT, heart 1 pT on magnetometers); the EOG and ECG channels
-    get fixed gains. The environmental field is homogeneous: magnetometers
-    see ``B . n``, first-order gradiometers nothing.
+    get fixed gains. The environmental field is that of three magnetic dipoles
+    2 m away in the room (:func:`_room_field`): nearly homogeneous over the
+    helmet, with the gradients that planar gradiometers see a little of.
 
     Returns
     -------
@@ -377,10 +422,8 @@ def artifact_mixing(info: mne.Info, picks: np.ndarray, gain_art: np.ndarray) -> 
     mix[names.index("EEG061"), 1] = _SACCADE_HEOG
     mix[names.index("EEG062"), 1] = _SACCADE_VEOG
     mix[names.index("EEG063"), 2] = _ECG_AMP
-    for k, ch in enumerate(info["chs"]):
-        if ch["kind"] == mne.io.constants.FIFF.FIFFV_MEG_CH and types[k] == "mag":
-            # coil normal in device coordinates: the field is fixed to the room
-            mix[k, 3:6] = ch["loc"][9:12] * _ENV_FIELD
+    # coil positions and normals in device coordinates: fixed to the room
+    mix[:, 3:6] = _room_field(info)
     return mix
 
 
@@ -435,10 +478,10 @@ class ArtifactSignals:
         rr = 60.0 / float(np.clip(rng.normal(68.0, 6.0), 50, 90))
         beats = np.cumsum(rr * (1 + 0.04 * rng.standard_normal(int(dur / rr) + 4)))
         self.beats = beats - rng.uniform(0.0, rr)
-        # Environmental field: very slow (2nd-order low-pass at 0.2 Hz), so it
-        # matters for raw MEG but hardly in the evoked band.
-        sos = signal.butter(2, 0.2, btype="lowpass", fs=sfreq, output="sos")
-        self.env_sos = _unit_variance(sos, int(sfreq * 60) + 1)
+        # Environmental field: 1/f, like the other slow noises of a shielded
+        # room; the real "sample" baselines (200-ms windows) keep a strong
+        # room-like component, which a 0.2 Hz low-pass would not.
+        self.env_sos = _unit_variance(_pink_sos(float(sfreq)), int(sfreq * 60) + 1)
         self.env_zi = np.zeros((self.env_sos.shape[0], 3, 2))
         self.rng = rng
         warm = int(30 * sfreq)
@@ -504,7 +547,7 @@ class _SensorNoise:
         white = np.zeros(n)
         white[types == "mag"] = 3e-15 * np.sqrt(fs / 2)
         white[types == "grad"] = 3e-13 * np.sqrt(fs / 2)
-        white[types == "eeg"] = 1.5e-6
+        white[types == "eeg"] = 0.75e-6
         white[types == "eog"] = 3e-6
         white[types == "ecg"] = 10e-6
         white[types == "misc"] = 20e-6
@@ -514,7 +557,7 @@ class _SensorNoise:
         self.white = white
         # Slow electrode noise (1/f) on EEG electrodes only.
         self.pink_rows = np.nonzero((types == "eeg") & ~np.isin(names, list(AUX_CHANNELS)))[0]
-        self.pink_sd = 2e-6 * np.exp(rng.normal(0.0, 0.3, len(self.pink_rows)))
+        self.pink_sd = 1e-6 * np.exp(rng.normal(0.0, 0.3, len(self.pink_rows)))
         self.pink_sos = _pink_sos(float(fs))
         self.pink_zi = np.zeros((self.pink_sos.shape[0], len(self.pink_rows), 2))
         # Line noise: fundamental + harmonics below Nyquist, random phase.

@@ -65,14 +65,17 @@ _CORTEX_MEAN_R = 0.78
 _CORTEX_FOLD_R = 0.07
 _FOLD_WAVELENGTH_M = 0.025
 _REF_RADIUS_M = 0.09
-# Dipole moment amplitudes (nAm). Calibrated so that the raw sensor data have
-# the amplitudes of real recordings: EEG tens of uV, magnetometers a few
-# hundred fT, gradiometers tens of fT/cm (see docs/simulator.md).
-_AMP_BACKGROUND = 16.0  # RMS per background component
-_AMP_PATCH = 30.0  # RMS per extra shared 1/f patch
-_AMP_ALPHA = 90.0  # RMS
-_AMP_MU = 45.0
-_AMP_THETA = 25.0
+# Dipole moment amplitudes (nAm) of the ongoing activity. Calibrated on the
+# real "sample" baseline covariance estimated as the real file was (docs/
+# simulator.md, "Calibration"): average-referenced EEG ~5 uV in 200-ms
+# baselines (real 4.1), a third of what an earlier tuning to "tens of uV"
+# raw EEG gave, which made every simulated baseline window fail the real
+# file's 40 uV rejection.
+_AMP_BACKGROUND = 5.8  # RMS per background component
+_AMP_PATCH = 7.5  # RMS per extra shared 1/f patch
+_AMP_ALPHA = 22.0  # RMS
+_AMP_MU = 11.0
+_AMP_THETA = 6.0
 
 
 @dataclass
@@ -344,7 +347,7 @@ def make_components(
     spread_amp: float = 0.2,
     n_patches: int = 6,
     n_background: int = 300,
-    background_sigma_mm: float = 8.0,
+    background_sigma_mm: float = 3.0,
     evoked_scale: float = 1.0,
 ) -> list[Component]:
     """Build one subject's brain components.

@@ -9,7 +9,7 @@ activity with the recordings' own generators (1/f background and patches,
 alpha, mu/beta and theta networks; ``--white``: independent white Gaussian
 time courses of the same variance, what a spatial map alone sees; evoked
 components, artefacts and line noise are left out either way) plus white
-sensor noise at the simulator's levels (mags 3 fT/sqrt(Hz), EEG 2.5 uV),
+sensor noise at the simulator's levels (mags 3 fT/sqrt(Hz), EEG 1.25 uV),
 60 two-second windows per subject (two minutes, as the app's runs). Then
 leave-one-subject-out, every translator is fitted on the other subjects and
 scored on the held-out one, as a share of that subject's within-subject

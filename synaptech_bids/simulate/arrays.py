@@ -8,7 +8,7 @@ spread between subjects by ``spread_mm``), but draws their ongoing activity
 as independent Gaussian time courses of each component at its RMS amplitude
 (the instantaneous covariance is what a spatial map sees; evoked
 components, artefacts and line noise are left out), plus white sensor noise
-at the simulator's levels (magnetometers 3 fT/sqrt(Hz), EEG 2.5 uV). It
+at the simulator's levels (magnetometers 3 fT/sqrt(Hz), EEG 1.25 uV). It
 takes seconds per subject where a recording takes minutes.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 
 #: V -> uV and T -> fT, the units of the group level's arrays.
 EEG_SCALE, MEG_SCALE = 1e6, 1e15
-EEG_NOISE = 2.5e-6  # V, white
+EEG_NOISE = 1.25e-6  # V, white: the simulator's 0.75 uV white + 1 uV 1/f electrode noise
 
 
 def simulate_subject_arrays(

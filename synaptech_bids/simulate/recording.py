@@ -338,7 +338,7 @@ _EOG_MAG_MAX = 1.5e-12
 # frame), so their fields carry gradients that an empty-room SSP leaves
 # behind, as the real "sample" magnetometers show (calibration, docs); 1/f
 # in time, so it reaches the evoked band. RMS over magnetometers per source.
-_ENV_FIELD = 0.5e-12
+_ENV_FIELD = 0.35e-12
 _ENV_DISTANCE_M = 2.0
 _ENV_SEED = 19  # the room is one room for every subject
 _GRAD_BASELINE_M = 0.0168  # VectorView planar gradiometer

@@ -71,7 +71,7 @@ _REF_RADIUS_M = 0.09
 # baselines (real 4.1), a third of what an earlier tuning to "tens of uV"
 # raw EEG gave, which made every simulated baseline window fail the real
 # file's 40 uV rejection.
-_AMP_BACKGROUND = 5.8  # RMS per background component
+_AMP_BACKGROUND = 6.4  # RMS per background component
 _AMP_PATCH = 7.5  # RMS per extra shared 1/f patch
 _AMP_ALPHA = 22.0  # RMS
 _AMP_MU = 11.0
@@ -347,7 +347,7 @@ def make_components(
     spread_amp: float = 0.2,
     n_patches: int = 6,
     n_background: int = 300,
-    background_sigma_mm: float = 3.0,
+    background_sigma_mm: float = 8.0,
     evoked_scale: float = 1.0,
 ) -> list[Component]:
     """Build one subject's brain components.

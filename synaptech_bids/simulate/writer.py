@@ -51,7 +51,7 @@ _DIRECT_WRITE_BYTES = 256 * 1024**2
 _DEFAULTS: dict[str, Any] = {
     "n_patches": 6,
     "n_background": 300,
-    "background_sigma_mm": 3.0,
+    "background_sigma_mm": 8.0,
     "source_spacing_mm": 6.0,
     "spread_deg": None,
     "spread_amp": 0.2,
@@ -124,7 +124,7 @@ def simulate_dataset(
         Power-line frequency (Hz).
     **options
         ``n_patches`` (6) extra shared 1/f patches; ``n_background`` (300)
-        background components; ``background_sigma_mm`` (3.0) their width
+        background components; ``background_sigma_mm`` (8.0) their width
         (the background's spatial correlation length); ``source_spacing_mm``
         (6.0) cortex sampling;
         ``spread_deg`` (``2 * spread_mm``) RMS rotation of shared patches;

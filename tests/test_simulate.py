@@ -225,8 +225,12 @@ def test_truth_reproduces_noiseless_data(clean_root: Path) -> None:
         want = brain[idx] + art[idx]
         err = np.abs(data[idx] - want).max() / np.abs(want).max()
         assert err < 1e-6, (picks, err)
-        # the brain part alone is most of it (artefacts are a minority)
-        assert np.abs(brain[idx]).max() > 0.1 * np.abs(want).max()
+        # the brain part is a real part of it; on raw magnetometers the
+        # room's field dominates (as in real data), so compare without it
+        room = truth["artifacts_mixing"][idx, 3:6] @ np.asarray(
+            truth["artifacts_timeseries"][3:6], float
+        )
+        assert np.abs(brain[idx]).max() > 0.1 * np.abs(want - room).max()
     # EOG / ECG carry only artefacts here
     veog = raw.ch_names.index("EEG062")
     np.testing.assert_allclose(data[veog], art[veog], rtol=1e-6, atol=1e-12)

@@ -68,9 +68,9 @@ _REF_RADIUS_M = 0.09
 # Dipole moment amplitudes (nAm) of the ongoing activity. Calibrated on the
 # real "sample" baseline covariance estimated as the real file was (docs/
 # simulator.md, "Calibration"): average-referenced EEG ~5 uV in 200-ms
-# baselines (real 4.1), a third of what an earlier tuning to "tens of uV"
-# raw EEG gave, which made every simulated baseline window fail the real
-# file's 40 uV rejection.
+# baselines (real 4.1), 2.5-4 times less than an earlier tuning to "tens of
+# uV" of raw EEG gave, which made every simulated baseline window fail the
+# real file's 40 uV rejection.
 _AMP_BACKGROUND = 6.4  # RMS per background component
 _AMP_PATCH = 7.5  # RMS per extra shared 1/f patch
 _AMP_ALPHA = 22.0  # RMS

@@ -101,13 +101,13 @@ SFREQ = 250.0
 
 def make_subjects(spread_mm: float, n_subjects: int, seed: int, n_windows: int,
                   n_times: int, grid_mm: float, oracle: bool = False,
-                  spectra: bool = True) -> list[dict]:
+                  spectra: bool = True, background_mm: float | None = None) -> list[dict]:
     """See :func:`synaptech_bids.simulate.arrays.simulate_subject_arrays`."""
     from synaptech_bids.simulate.arrays import simulate_subject_arrays
 
     return simulate_subject_arrays(spread_mm, n_subjects, seed, n_windows, n_times,
                                    grid_mm=grid_mm, sfreq=SFREQ, oracle=oracle,
-                                   spectra=spectra)
+                                   spectra=spectra, background_sigma_mm=background_mm)
 
 
 def shared_truth_map(truth: dict) -> np.ndarray:
@@ -223,13 +223,17 @@ def main() -> None:
                         "the recordings' spectra (1/f, alpha, mu/beta, theta)")
     parser.add_argument("--translators", nargs="+", default=None,
                         help="only these translators (default: all)")
+    parser.add_argument("--background-mm", type=float, default=None,
+                        help="width of the subjects' background patches (default: the "
+                        "simulator's 8 mm; 3 mm is the other calibrated world)")
     args = parser.parse_args()
     summary = {}
     for spread in args.spreads:
         t0 = time.perf_counter()
         print(f"spread {spread:g} mm: simulating {args.subjects} subjects", flush=True)
         subjects = make_subjects(spread, args.subjects, args.seed, args.windows,
-                                 int(2 * SFREQ), args.grid_mm, args.oracle, not args.white)
+                                 int(2 * SFREQ), args.grid_mm, args.oracle, not args.white,
+                                 args.background_mm)
         summary[spread] = transfer_scores(subjects, args.networks, args.translators)
         print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
     print("\nshare of the held-out subject's within-subject optimum, mean [min, max] "

@@ -31,6 +31,7 @@ def simulate_subject_arrays(
     sfreq: float = 250.0,
     oracle: bool = False,
     spectra: bool = False,
+    background_sigma_mm: float | None = None,
 ) -> list[dict]:
     """EEG and magnetometer windows of simulated subjects, with lead fields.
 
@@ -55,6 +56,10 @@ def simulate_subject_arrays(
         the app's (:func:`synaptech_bids.translators.lead_fields_from_info`:
         sphere model, volume grid, free orientations). The oracle separates
         what the head model costs from what differences between brains cost.
+    background_sigma_mm : float or None
+        Width of the background patches (default: ``simulate_dataset``'s);
+        the calibration allows 3 mm as well as the default 8 mm
+        (docs/simulator.md, "Calibration").
 
     Returns
     -------
@@ -86,7 +91,9 @@ def simulate_subject_arrays(
     from . import geometry, recording, sources
     from .writer import _DEFAULTS
 
-    background_mm = float(_DEFAULTS["background_sigma_mm"])
+    background_mm = float(
+        _DEFAULTS["background_sigma_mm"] if background_sigma_mm is None else background_sigma_mm
+    )
 
     mag_noise = 3e-15 * np.sqrt(sfreq / 2)
 

@@ -157,6 +157,14 @@ class Config:
         ``adaptive`` then use these lead fields, dipoles fixed along the
         cortical normals. ``None`` (default): the app's own sphere model
         and volume grid, which need no MRI but have no normals.
+    spectral_band_sources : bool
+        ``spectral``: give each cortical patch kept by the broadband sparse
+        fit a variance of its own per frequency band (default ``False``: one
+        weight per band for all of them). Why: patches whose EEG
+        topographies overlap but whose spectra differ are then told apart;
+        the best translator of the transfer benchmark
+        (docs/translatability.md), several times slower, and it needs a
+        few minutes of data per subject.
     """
 
     # preprocessing
@@ -205,6 +213,7 @@ class Config:
     synaptechnet_ensemble: int = 1
     weight_decay: float = 0.0
     forward_dir: str | None = None
+    spectral_band_sources: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -294,7 +303,7 @@ GROUP_ONLY_FIELDS = frozenset({
     "synaptechnet_width", "synaptechnet_cwt_freqs", "synaptechnet_normalization",
     "synaptechnet_norm", "synaptechnet_input_skip", "synaptechnet_ensemble",
     "max_epochs", "batch_size", "learning_rate", "patience", "weight_decay",
-    "forward_dir",
+    "forward_dir", "spectral_band_sources",
 })
 
 

@@ -80,3 +80,12 @@ def test_hybrid_gets_the_ridge_lags_and_the_network_settings():
     params = translator_params("hybrid", config, 250.0, 0, "cpu")
     assert params["ridge_lags"] == translator_params("ridge", config, 250.0, 0, "cpu")["lags"]
     assert params["width"] == 0.5
+
+
+def test_spectral_band_sources_reaches_the_translator():
+    for flag in (False, True):
+        config = Config(spectral_band_sources=flag)
+        model = get_translator("spectral", **translator_params("spectral", config, 250.0, 0, "cpu"))
+        assert model.band_sources is flag and model.sfreq == 250.0
+    # a group-level option: the participant level's outputs stay shared
+    assert Config().participant_dict() == Config(spectral_band_sources=True).participant_dict()

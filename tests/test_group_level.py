@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from synaptech_bids.cli import app
 from synaptech_bids.config import Config
 from synaptech_bids.group.gather import cache_subject, find_subject_derivatives
-from synaptech_bids.group.report import network_text
+from synaptech_bids.group.report import lead_field_text, network_text
 from synaptech_bids.simulate import simulate_dataset
 from synaptech_bids.translators import load_translator
 
@@ -276,3 +276,12 @@ def test_group_report_states_every_departure_from_the_paper():
     for part in ("batch instead of instance", "input skip", "mean of 3 networks",
                  "weight decay 0.001"):
         assert part in text
+
+
+def test_report_says_how_spectral_weights_its_bands():
+    files = {"01": "sub-01_fwd.fif"}
+    each = lead_field_text(Config(translators=("spectral",), spectral_band_sources=True), files)
+    shared = lead_field_text(Config(translators=("spectral",)), files)
+    assert "one variance per kept cortical patch" in each
+    assert "one weight per frequency band" in shared
+    assert "spectral:" not in lead_field_text(Config(translators=("ridge",)), files)

@@ -88,7 +88,7 @@ def translator_params(name: str, config: Config, sfreq: float, seed: int,
         lags = sorted({int(round(ms * 1e-3 * sfreq)) for ms in config.ridge_lags_ms})
         return {"lags": tuple(lags)}
     if name == "spectral":
-        return {"sfreq": sfreq}
+        return {"sfreq": sfreq, "band_sources": config.spectral_band_sources}
     if name in ("synaptechnet", "hybrid"):
         cwt_freqs = None
         if config.synaptechnet_cwt_freqs:

@@ -95,6 +95,10 @@ def lead_field_text(config: Config, sources: dict[str, str]) -> str:
         text = ("Lead fields (physics, sourcespace, adaptive, spectral): each subject's "
                 f"forward solution from {config.forward_dir}, dipoles fixed along the "
                 "cortical normals.")
+    if "spectral" in config.translators:
+        text += (" spectral: one variance per kept cortical patch and frequency band."
+                 if config.spectral_band_sources else
+                 " spectral: one weight per frequency band for all kept cortical patches.")
     return (f"{text} Each subject's gains went through the linear cleaning its data went "
             "through, where it was done (Maxwell filter; EEG interpolation and average "
             "reference; ICA; SSP projectors; averaged over runs), so that a prediction lacks "

@@ -139,13 +139,13 @@ def _median(comparison: dict, key: str, i: int | None = None) -> float:
 
 def test_baseline_estimate_is_biased_like_the_real_one(comparison: dict) -> None:
     # 29 windows of 200 ms: the in-sample share of so small an estimate is
-    # far above the population share of the same world (~0.07, its room
+    # far above the population share of the same world (0.04-0.06, its room
     # field included).
     for d, pop in zip(comparison["draws"], comparison["population"]):
         shares = [x["predictable_share"] for x in d]
         assert min(shares) > pop["predictable_share"] + 0.05, (shares, pop)
-        # Each window's mean is removed, which takes away the room field
-        # (low-passed at 0.2 Hz): nothing of it is left for the projectors.
+        # Each window's mean is removed: a high-pass that takes away the slow
+        # part of the 1/f activity and of the room's field.
         assert np.mean([x["mag_rms"] for x in d]) < pop["mag_rms"]
 
 

@@ -83,6 +83,8 @@ def main() -> None:
                         help="simulate each subject's forward solution on its cortex and "
                         "give the group level forward_dir (the source-space translators' "
                         "lead fields; exact here, so the best case)")
+    parser.add_argument("--band-sources", action="store_true",
+                        help="spectral_band_sources = true (a variance per patch and band)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, help="keep everything here (default: temporary)")
@@ -107,6 +109,7 @@ def main() -> None:
         f"weight_decay = {args.weight_decay}\n"
         f'group_windows = "{args.windows}"\n'
         f"n_folds = {args.subjects}\n"
+        f"spectral_band_sources = {'true' if args.band_sources else 'false'}\n"
     )
     timings = {}
     start = time.perf_counter()

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import recording as _recording
+
 #: V -> uV and T -> fT, the units of the group level's arrays.
 EEG_SCALE, MEG_SCALE = 1e6, 1e15
-EEG_NOISE = 1.25e-6  # V, white: the simulator's 0.75 uV white + 1 uV 1/f electrode noise
+#: V, white: the simulator's white and 1/f electrode noise as one white level
+EEG_NOISE = float(np.hypot(_recording.EEG_WHITE_NOISE, _recording.EEG_PINK_NOISE))
 
 
 def simulate_subject_arrays(

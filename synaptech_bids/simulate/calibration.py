@@ -80,7 +80,8 @@ TOLERANCE_SHARE = 0.05
 TOLERANCE_COUNTS = 0.30
 #: Band of the real covariance (Hz).
 REAL_BAND = (0.1, 40.0)
-_N_EEG_REAL = 60
+#: The real file's EEG: EEG 001-060 of the MGH cap.
+_REAL_EEG = [f"EEG{k:03d}" for k in range(1, 61)]
 
 
 def _norm(name: str) -> str:
@@ -432,8 +433,7 @@ def baseline_covariances(
     keep = [k for k, t in enumerate(info.get_channel_types()) if t != "stim"]
     names = [info["ch_names"][k] for k in keep]
     types = np.array(info.get_channel_types())[keep]
-    eeg = [k for k, n in enumerate(names) if _neuromag_type(_norm(n)) == "eeg"]
-    eeg = eeg[:_N_EEG_REAL]
+    eeg = [names.index(n) for n in _REAL_EEG]
     mags = np.flatnonzero(types == "mag")
     pm = _mag_projector(projs or [], [_norm(names[k]) for k in mags])
     sos = signal.butter(4, band, btype="bandpass", fs=sfreq, output="sos")
@@ -462,12 +462,6 @@ def baseline_covariances(
     return covs, names, rates
 
 
-def _like_the_real_file(
-    cov: np.ndarray, names: list[str], real_fname: str | Path | None
-) -> dict[str, Any]:
-    """Statistics of a simulated covariance, with the real file's projectors and EEG."""
-    eeg = [f"EEG{k:03d}" for k in range(1, _N_EEG_REAL + 1)]
-    return calibration_statistics(cov, names, _mag_projs(_real_cov(real_fname)), eeg_names=eeg)
 
 
 def simulated_statistics(real_fname: str | Path | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -477,7 +471,7 @@ def simulated_statistics(real_fname: str | Path | None = None, **kwargs: Any) ->
     restricted to EEG001-EEG060, the channels the real file has.
     """
     cov, names = simulated_covariance(**kwargs)
-    return _like_the_real_file(cov, names, real_fname)
+    return calibration_statistics(cov, names, _mag_projs(_real_cov(real_fname)), _REAL_EEG)
 
 
 def baseline_statistics(
@@ -492,7 +486,10 @@ def baseline_statistics(
     """
     projs = _mag_projs(_real_cov(real_fname))
     covs, names, kept = baseline_covariances(n_draws, projs=projs, **kwargs)
-    return [_like_the_real_file(c, names, real_fname) | {"kept": k} for c, k in zip(covs, kept)]
+    return [
+        calibration_statistics(c, names, projs, _REAL_EEG) | {"kept": k}
+        for c, k in zip(covs, kept)
+    ]
 
 
 def compare_to_real(

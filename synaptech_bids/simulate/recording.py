@@ -334,6 +334,11 @@ _ECG_AMP = 1.0e-3
 _HEART_EEG_MAX = 4e-6
 _HEART_MAG_MAX = 1.0e-12
 _EOG_MAG_MAX = 1.5e-12
+#: EEG electrode noise (V): white, and 1/f (median over electrodes);
+#: calibrated with the ongoing moments (docs/simulator.md, "Calibration").
+EEG_WHITE_NOISE = 0.75e-6
+EEG_PINK_NOISE = 1e-6
+
 # The room's field: three distant magnetic dipoles fixed in the room (device
 # frame), so their fields carry gradients that an empty-room SSP leaves
 # behind, as the real "sample" magnetometers show (calibration, docs); 1/f
@@ -547,7 +552,7 @@ class _SensorNoise:
         white = np.zeros(n)
         white[types == "mag"] = 3e-15 * np.sqrt(fs / 2)
         white[types == "grad"] = 3e-13 * np.sqrt(fs / 2)
-        white[types == "eeg"] = 0.75e-6
+        white[types == "eeg"] = EEG_WHITE_NOISE
         white[types == "eog"] = 3e-6
         white[types == "ecg"] = 10e-6
         white[types == "misc"] = 20e-6
@@ -557,7 +562,7 @@ class _SensorNoise:
         self.white = white
         # Slow electrode noise (1/f) on EEG electrodes only.
         self.pink_rows = np.nonzero((types == "eeg") & ~np.isin(names, list(AUX_CHANNELS)))[0]
-        self.pink_sd = 1e-6 * np.exp(rng.normal(0.0, 0.3, len(self.pink_rows)))
+        self.pink_sd = EEG_PINK_NOISE * np.exp(rng.normal(0.0, 0.3, len(self.pink_rows)))
         self.pink_sos = _pink_sos(float(fs))
         self.pink_zi = np.zeros((self.pink_sos.shape[0], len(self.pink_rows), 2))
         # Line noise: fundamental + harmonics below Nyquist, random phase.
